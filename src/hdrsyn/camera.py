@@ -1,0 +1,375 @@
+r"""The differentiable HDR synthesis layer: Debevec–Malik response recovery and merge.
+
+Notation follows Kim et al. 2021 (arXiv 2006.15833), which follows Debevec & Malik 1997:
+``Z`` is a pixel level in 0…255, ``g(Z) = ln f^{-1}(Z)`` the log inverse camera response
+(256 entries per colour channel, ``g(128) = 0``), ``EV_j`` the exposure of image ``j`` in stops
+(exposure time ``Δt_j = 2^{EV_j}``), ``E`` the scene radiance on a relative scale.
+
+How a continuous image maps to the 256 levels. Networks output ``z`` in [0, 1]; its real-valued
+level is ``Z = 255·z``. The layer reads ``g`` as the piecewise-linear curve through the 256 points
+``(k, g(k))``, so ``ĝ(Z)`` is exact at integer levels (8-bit inputs give exactly the table values)
+and continuous between them. Its derivative is Eq. 3: on the segment ``(k−1, k]`` it is
+``g(k) − g(k−1)``; at ``Z = 0`` it is ``g(0)`` as the paper writes it; times 255 for the
+``z`` scale.
+Levels within 10⁻³ of an integer count as that integer, so float images made from 8-bit files
+get the one-sided slope of Eq. 3 exactly. Outside [0, 1] the input is clamped and gets no
+gradient. The weights ``w(Z)`` use the nearest integer level and are constants (no gradient),
+and so is the solved ``g``: the gradient flows through ``ĝ`` only, as in the paper.
+
+References:
+    P. E. Debevec, J. Malik. Recovering High Dynamic Range Radiance Maps from Photographs.
+    SIGGRAPH 1997. — Eq. (1), (2) below are its Eq. 3 and Eq. 6.
+    J. H. Kim, S. Lee, S. Jo, S.-J. Kang. End-to-End Differentiable Learning to HDR Image
+    Synthesis for Multi-exposure Images. AAAI 2021, arXiv 2006.15833. — Eq. (1)–(3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from hdrsyn.errors import HdrsynError
+
+LEVELS = 256
+MID_LEVEL = LEVELS // 2  # g(128) = 0 fixes the unknown scale of E (Debevec & Malik 1997)
+LN2 = math.log(2.0)
+DEFAULT_SMOOTHNESS = 10.0  # λ of Eq. 1; OpenCV's default (the official code uses 20)
+_SNAP = 1e-3  # levels this close to an integer count as that integer
+
+
+def hat_weights(dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    r"""The Debevec–Malik hat weight ``w(Z) = Z`` for ``Z ≤ 127``, ``255 − Z`` above.
+
+    Zero at 0 and 255, so clipped pixels carry no information; the same table as OpenCV's
+    ``MergeDebevec``.
+
+    Returns:
+        ``(256,)`` tensor.
+    """
+    levels = torch.arange(LEVELS, device=device)
+    return torch.where(levels <= 127, levels, 255 - levels).to(dtype)
+
+
+def _segments(z: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Split images into Eq. 3 segments.
+
+    Returns:
+        ``(upper, fraction, nearest)``: the int64 level ``k`` whose segment ``(k − 1, k]`` holds
+        ``Z = 255·z`` (clamped to [0, 255]), ``Z − k`` in (−1, 0] (``None`` for uint8 input,
+        whose levels are exact), and the nearest int64 level for the weights.
+    """
+    if z.dtype == torch.uint8:
+        level = z.long()
+        return level, None, level
+    position = (z * 255).clamp_(0, 255)
+    upper = (position - _SNAP).ceil_().clamp_(min=0)
+    nearest = position.round().long()
+    return upper.long(), position.sub_(upper), nearest
+
+
+class _MergeDebevec(torch.autograd.Function):
+    """ln E of Eq. 2 from ĝ of Eq. 3, in chunks of pixels so that memory and time stay low.
+
+    Backward recomputes each chunk: ∂ln E/∂z_j = 255 · w(Z_j)/Σw · (g(k_j) − g(k_j − 1)).
+    """
+
+    @staticmethod
+    def forward(ctx, stack, inverse_crf, log_time, weights, fallback_index):
+        # stack (B, P, C, H, W); inverse_crf (B, C, 256); log_time (B, P); weights (256,);
+        # fallback_index (B, 2): shortest and longest exposure.
+        ctx.save_for_backward(stack, inverse_crf, log_time, weights, fallback_index)
+        batch, exposures, channels, height, width = stack.shape
+        dtype = inverse_crf.dtype
+        log_radiance = torch.empty(
+            batch, channels, height * width, dtype=dtype, device=stack.device
+        )
+        for b, c, part, z in _chunks(stack):
+            table = inverse_crf[b, c]
+            upper, fraction, nearest = _segments(z)
+            log_exposure = table.take(upper)
+            if fraction is not None:
+                log_exposure.addcmul_(fraction, _slopes(table).take(upper))
+            log_exposure.sub_(log_time[b].view(exposures, 1))
+            weight = weights.take(nearest)
+            total = weight.sum(dim=0)
+            merged = (weight * log_exposure).sum(dim=0).div_(total)
+            clipped = total == 0
+            if clipped.any():
+                choice = _fallback_choice(nearest, fallback_index[b], clipped)
+                merged[clipped] = log_exposure.gather(0, choice.unsqueeze(0))[0, clipped]
+            log_radiance[b, c, part] = merged
+        return log_radiance.view(batch, channels, height, width)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        stack, inverse_crf, log_time, weights, fallback_index = ctx.saved_tensors
+        if stack.dtype == torch.uint8 or not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        batch, exposures, channels, height, width = stack.shape
+        grad_stack = torch.zeros_like(stack)
+        grad_view = grad_stack.view(batch, exposures, channels, height * width)
+        grad_flat = grad_output.reshape(batch, channels, height * width)
+        for b, c, part, z in _chunks(stack):
+            upper, _, nearest = _segments(z)
+            weight = weights.take(nearest)
+            total = weight.sum(dim=0)
+            clipped = total == 0
+            share = weight / torch.where(clipped, torch.ones_like(total), total)
+            if clipped.any():
+                choice = _fallback_choice(nearest, fallback_index[b], clipped)
+                share[:, clipped] = 0
+                share[choice[clipped], clipped.nonzero()[:, 0]] = 1
+            inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
+            slope = _slopes(inverse_crf[b, c]).take(upper)  # Eq. 3
+            grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
+        return grad_stack, None, None, None, None
+
+
+_CHUNK = 1 << 16  # pixels per chunk: the working set of one chunk stays in cache
+
+
+def _chunks(stack: Tensor):
+    """Yield ``(b, c, pixel slice, (P, n) view)`` over the stack, a chunk of pixels at a time."""
+    batch, exposures, channels, height, width = stack.shape
+    flat = stack.reshape(batch, exposures, channels, height * width)
+    for b in range(batch):
+        for c in range(channels):
+            for start in range(0, height * width, _CHUNK):
+                part = slice(start, min(start + _CHUNK, height * width))
+                yield b, c, part, flat[b, :, c, part]
+
+
+def _slopes(table: Tensor) -> Tensor:
+    """Eq. 3 per level: g(0) at level 0, else g(k) − g(k − 1)."""
+    return table.diff(prepend=torch.zeros_like(table[:1]))
+
+
+def _fallback_choice(nearest: Tensor, shortest_longest: Tensor, clipped: Tensor) -> Tensor:
+    """Exposure used where all are clipped: the shortest if it is bright, else the longest."""
+    shortest, longest = shortest_longest[0], shortest_longest[1]
+    bright = nearest[shortest] >= MID_LEVEL
+    return torch.where(bright, shortest, longest)
+
+
+def _levels(z: Tensor) -> Tensor:
+    """Nearest 8-bit level of an image in [0, 1] (uint8 images pass through) as uint8."""
+    if z.dtype == torch.uint8:
+        return z
+    return (z.detach() * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _sample_pixels(reference: Tensor, n_samples: int) -> Tensor:
+    """Pick ``n_samples`` pixel indices per image and channel, deterministically.
+
+    Half lie on a regular spatial grid; half are stratified over intensity: for levels evenly
+    spaced between the darkest and brightest grid pixel of the reference exposure, the grid
+    pixel nearest in level. So the samples cover both the image and the tonal range.
+
+    Args:
+        reference: levels of the reference exposure, :math:`(B, C, H, W)`.
+
+    Returns:
+        flat pixel indices :math:`(B, C, N)`.
+    """
+    batch, channels, height, width = reference.shape
+    device = reference.device
+    rows, cols = min(height, 64), min(width, 64)
+    ys = ((torch.arange(rows, device=device) + 0.5) * height / rows).long()
+    xs = ((torch.arange(cols, device=device) + 0.5) * width / cols).long()
+    grid = (ys[:, None] * width + xs[None, :]).reshape(-1)
+    n_grid = n_samples // 2
+    n_tonal = n_samples - n_grid
+    spatial = grid[torch.linspace(0, grid.numel() - 1, n_grid, device=device).round().long()]
+    spatial = spatial.expand(batch, channels, n_grid)
+
+    values = reference.reshape(batch, channels, -1)[:, :, grid].double()  # (B, C, grid)
+    sorted_values, order = values.sort(dim=-1, stable=True)
+    fractions = torch.linspace(0, 1, n_tonal, device=device, dtype=torch.float64)
+    low, high = sorted_values[..., :1], sorted_values[..., -1:]
+    targets = low + (high - low) * fractions
+    rank = torch.searchsorted(sorted_values.contiguous(), targets.contiguous())
+    tonal = grid[order.gather(-1, rank.clamp_(max=grid.numel() - 1))]
+    return torch.cat([spatial, tonal], dim=-1)
+
+
+def default_sample_count(n_exposures: int) -> int:
+    """Samples per channel: twice Debevec & Malik's minimum ``N(P − 1) > 255``, at least 128."""
+    return max(128, math.ceil(2 * 256 / (n_exposures - 1)))
+
+
+@torch.no_grad()
+def solve_inverse_crf(
+    stack: Tensor,
+    evs: Tensor,
+    *,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    weights: Tensor | None = None,
+    n_samples: int | None = None,
+    sample_index: Tensor | None = None,
+) -> Tensor:
+    r"""Recover the log inverse response ``g`` per channel by least squares (Eq. 1).
+
+    .. math::
+        O = \sum_i \sum_j \{w(Z_{ij})[g(Z_{ij}) - \ln E_i - EV_j \ln 2]\}^2
+            + λ \sum_{z=1}^{254} [w(z)\, g''(z)]^2, \qquad g(128) = 0
+
+    with ``g''(z) = g(z−1) − 2g(z) + g(z+1)``. Solved in float64 from the normal equations
+    (``torch.linalg``, batched, any device); a 10⁻¹⁰ relative ridge keeps samples that are
+    clipped in every exposure from making the system singular.
+
+    Args:
+        stack: :math:`(B, P, C, H, W)`, uint8 levels or floats in [0, 1] (rounded to levels).
+        evs: exposures in stops :math:`(B, P)`.
+        smoothness: λ.
+        weights: ``(256,)`` weight table, default :func:`hat_weights`.
+        n_samples: pixels per channel; default :func:`default_sample_count`.
+        sample_index: flat pixel indices :math:`(B, C, N)` to use instead of choosing them.
+
+    Returns:
+        ``g`` of shape :math:`(B, C, 256)`, float64.
+    """
+    batch, exposures, channels, height, width = stack.shape
+    device = stack.device
+    weights = (hat_weights() if weights is None else weights).to(device, torch.float64)
+    evs = evs.to(device, torch.float64)
+    if sample_index is None:
+        reference = evs.argsort(dim=1)[:, exposures // 2]
+        reference_levels = _levels(stack[torch.arange(batch, device=device), reference])
+        sample_index = _sample_pixels(
+            reference_levels, n_samples or default_sample_count(exposures)
+        )
+    n = sample_index.shape[-1]
+    systems = batch * channels
+    unknowns = LEVELS + n
+
+    flat = stack.reshape(batch, exposures, channels, height * width)
+    index = sample_index.view(batch, 1, channels, n).expand(batch, exposures, channels, n)
+    z = _levels(flat.gather(-1, index)).long()  # (B, P, C, N)
+    z = z.permute(0, 2, 3, 1).reshape(systems, n * exposures)  # row r = sample r // P, image r % P
+    w = weights[z]
+    rows = torch.arange(n * exposures, device=device)
+    data = torch.zeros(systems, n * exposures, unknowns, dtype=torch.float64, device=device)
+    data.scatter_(2, z.unsqueeze(-1), w.unsqueeze(-1))
+    data[:, rows, LEVELS + rows // exposures] = -w
+    log_time = (evs * LN2).repeat_interleave(channels, dim=0)  # (B·C, P)
+    rhs = w * log_time.repeat(1, n)
+
+    fix = torch.zeros(1, unknowns, dtype=torch.float64, device=device)
+    fix[0, MID_LEVEL] = 1.0
+    inner = torch.arange(1, LEVELS - 1, device=device)
+    smooth = torch.zeros(LEVELS - 2, unknowns, dtype=torch.float64, device=device)
+    scale = smoothness * weights[inner]
+    smooth[inner - 1, inner - 1] = scale
+    smooth[inner - 1, inner] = -2 * scale
+    smooth[inner - 1, inner + 1] = scale
+    prior = torch.cat([fix, smooth])  # same rows for every system; right-hand side zero
+
+    normal = data.transpose(1, 2) @ data + prior.T @ prior
+    target = (data.transpose(1, 2) @ rhs.unsqueeze(-1)).squeeze(-1)
+    ridge = 1e-10 * normal.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1.0)
+    normal = normal + ridge.view(-1, 1, 1) * torch.eye(unknowns, dtype=torch.float64, device=device)
+    solution = torch.linalg.solve(normal, target)[:, :LEVELS]
+    # g + c, ln E + c leave every other term unchanged, so the single g(128) = 0 row only picks
+    # the constant, and only softly (its weight 1 is tiny next to λ·w): make it exact.
+    solution = solution - solution[:, MID_LEVEL : MID_LEVEL + 1]
+    return solution.reshape(batch, channels, LEVELS)
+
+
+def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
+    if not isinstance(stack, Tensor):
+        raise HdrsynError(f"stack: expected a torch.Tensor, got {type(stack).__name__}")
+    batched = stack.dim() == 5
+    if stack.dim() not in (4, 5) or stack.shape[-3] != 3:
+        raise HdrsynError(
+            f"stack: expected shape (P, 3, H, W) or (B, P, 3, H, W), got {tuple(stack.shape)}"
+        )
+    if not (stack.dtype == torch.uint8 or stack.is_floating_point()):
+        raise HdrsynError(f"stack: expected uint8 levels or floats in [0, 1], got {stack.dtype}")
+    if not batched:
+        stack = stack.unsqueeze(0)
+    exposures = stack.shape[1]
+    if exposures < 2:
+        raise HdrsynError(f"stack: merging needs at least 2 exposures, got {exposures}")
+    evs = torch.as_tensor(evs, dtype=torch.float64, device=stack.device)
+    if evs.dim() == 1:
+        evs = evs.unsqueeze(0).expand(stack.shape[0], -1)
+    if evs.dim() != 2 or evs.shape[1] != exposures:
+        raise HdrsynError(f"evs: {evs.shape[-1]} exposure values given for {exposures} images")
+    if evs.shape[0] != stack.shape[0]:
+        raise HdrsynError(f"evs: {evs.shape[0]} rows given for a batch of {stack.shape[0]} stacks")
+    if not torch.isfinite(evs).all():
+        raise HdrsynError("evs: exposure values must be finite")
+    if (evs.sort(dim=1).values.diff(dim=1) == 0).any():
+        raise HdrsynError("evs: two images have the same exposure value")
+    return stack, evs, batched
+
+
+def merge_exposures(
+    stack: Tensor,
+    evs: Tensor | Sequence[float],
+    *,
+    inverse_crf: Tensor | None = None,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    weights: Tensor | None = None,
+    n_samples: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Merge a bracketed exposure stack into radiance: Eq. 1 solve, then Eq. 2, differentiably.
+
+    .. math::
+        \ln E = \frac{\sum_j w(Z_j)\,(\hat g(Z_j) - EV_j \ln 2)}{\sum_j w(Z_j)}    \quad (Eq. 2)
+
+    Where every exposure of a pixel is clipped (``Σ w = 0``), the pixel takes the value of the
+    shortest exposure if it is bright there (level ≥ 128: over-exposed everywhere), else of the
+    longest (under-exposed everywhere). The radiance scale is relative: a level-128 pixel at
+    EV 0 has ``E = 1``.
+
+    Args:
+        stack: :math:`(P, 3, H, W)` or :math:`(B, P, 3, H, W)`, floats in [0, 1] (differentiable)
+            or uint8 levels (memory-light; no gradient).
+        evs: :math:`(P,)` or :math:`(B, P)` exposure values in stops, distinct and finite.
+        inverse_crf: known ``g`` of shape :math:`(3, 256)` or :math:`(B, 3, 256)`; skips Eq. 1.
+        smoothness: λ of Eq. 1.
+        weights: ``(256,)`` weight table, default :func:`hat_weights`.
+        n_samples: pixels per channel for Eq. 1, default :func:`default_sample_count`.
+
+    Returns:
+        ``(radiance, inverse_crf)``: radiance :math:`(3, H, W)` or :math:`(B, 3, H, W)` and
+        the log inverse response ``g`` :math:`(3, 256)` or :math:`(B, 3, 256)`, in the stack's
+        float dtype (float32 for uint8 stacks).
+
+    Example:
+        >>> stack = torch.rand(7, 3, 32, 32)
+        >>> radiance, g = merge_exposures(stack, torch.arange(-3.0, 4.0))
+        >>> radiance.shape, g.shape
+        (torch.Size([3, 32, 32]), torch.Size([3, 256]))
+    """
+    stack, evs, batched = _as_batch(stack, evs)
+    batch, exposures = stack.shape[:2]
+    dtype = stack.dtype if stack.is_floating_point() else torch.float32
+    if inverse_crf is None:
+        inverse_crf = solve_inverse_crf(
+            stack, evs, smoothness=smoothness, weights=weights, n_samples=n_samples
+        )
+    else:
+        inverse_crf = inverse_crf.to(stack.device).detach()
+        if inverse_crf.dim() == 2:
+            inverse_crf = inverse_crf.unsqueeze(0).expand(batch, -1, -1)
+        if inverse_crf.shape != (batch, 3, LEVELS):
+            raise HdrsynError(
+                f"inverse_crf: expected shape (3, 256) or ({batch}, 3, 256), "
+                f"got {tuple(inverse_crf.shape)}"
+            )
+    inverse_crf = inverse_crf.to(dtype).contiguous()
+    weights = (hat_weights() if weights is None else weights).to(stack.device, dtype)
+    log_time = (evs * LN2).to(dtype)
+    fallback_index = torch.stack([evs.argmin(dim=1), evs.argmax(dim=1)], dim=1)
+    log_radiance = _MergeDebevec.apply(
+        stack.contiguous(), inverse_crf, log_time, weights, fallback_index
+    )
+    radiance = log_radiance.exp()
+    if not batched:
+        return radiance[0], inverse_crf[0]
+    return radiance, inverse_crf

@@ -1,0 +1,290 @@
+"""Reading and writing LDR photographs and HDR radiance maps.
+
+Images are NumPy arrays of shape ``(H, W, 3)``, RGB order:
+
+* LDR images are ``float32`` in [0, 1] (8- and 16-bit files alike), EXIF orientation applied.
+* HDR images are ``float32``, linear radiance on a relative scale, finite and non-negative.
+
+Libraries do the decoding: OpenCV (PNG, JPEG, TIFF, Radiance ``.hdr``, PFM), the ``OpenEXR``
+package (``.exr``) and Pillow (EXIF, LDR encoding). Every writer encodes in memory or to a
+temporary file in the target folder and renames it into place, so a failed write never leaves a
+partial file, and refuses to replace an existing file unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import OpenEXR
+from PIL import Image, UnidentifiedImageError
+
+from hdrsyn.errors import HdrsynError
+
+LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
+
+# EXIF tags (CIPA DC-008): Orientation in IFD0, the rest in the Exif sub-IFD.
+_EXIF_IFD = 0x8769
+_ORIENTATION = 0x0112
+_EXPOSURE_TIME = 0x829A
+_F_NUMBER = 0x829D
+_ISO = 0x8827
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HdrsynError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise HdrsynError(f"{path}: is a folder, not an image file") from None
+    except OSError as error:
+        raise HdrsynError(f"{path}: cannot read ({error.strerror})") from None
+    if not data:
+        raise HdrsynError(f"{path}: file is empty")
+    return data
+
+
+def _orientation(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.getexif().get(_ORIENTATION, 1))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+
+
+def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo EXIF orientation 1-8 so that the array is upright."""
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    if orientation not in transforms:
+        return image
+    return np.ascontiguousarray(transforms[orientation](image))
+
+
+def read_ldr(path: str | os.PathLike) -> np.ndarray:
+    """Read an 8- or 16-bit PNG, JPEG or TIFF photograph.
+
+    Grey images become RGB; an alpha channel is dropped with a warning; EXIF orientation is
+    applied.
+
+    Returns:
+        RGB image of shape ``(H, W, 3)``, ``float32`` in [0, 1].
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise HdrsynError(f"{path}: not a readable image (truncated or unknown format)")
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        raise HdrsynError(f"{path}: {image.dtype} samples; expected an 8- or 16-bit LDR image")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 2 or channels == 4:
+        warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
+        image = image[:, :, :-1]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    else:
+        image = image[:, :, ::-1]  # OpenCV decodes to BGR
+    image = _apply_orientation(image, _orientation(data))
+    return (image.astype(np.float32) / np.float32(scale)).copy()
+
+
+def exposure_from_exif(path: str | os.PathLike) -> float | None:
+    """Exposure of a photograph in stops, log2(t · ISO/100 / N²), from its EXIF data.
+
+    Exposure time ``t`` is required; f-number ``N`` defaults to 1 and ISO to 100 when absent,
+    which is right when they are the same for every image of a bracket.
+
+    Returns:
+        The exposure in stops, or ``None`` when the file has no exposure time.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif().get_ifd(_EXIF_IFD)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    try:
+        time = float(exif[_EXPOSURE_TIME])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    f_number = _positive_or(exif.get(_F_NUMBER), 1.0)
+    iso = exif.get(_ISO)
+    if isinstance(iso, tuple):
+        iso = iso[0] if iso else None
+    iso = _positive_or(iso, 100.0)
+    if not (time > 0 and math.isfinite(time)):
+        return None
+    return math.log2(time * (iso / 100.0) / f_number**2)
+
+
+def _positive_or(value, default: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return default
+    return number if number > 0 and math.isfinite(number) else default
+
+
+def read_hdr(path: str | os.PathLike) -> np.ndarray:
+    """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map.
+
+    Returns:
+        RGB radiance of shape ``(H, W, 3)``, ``float32``, finite; negative values are set to 0.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in HDR_SUFFIXES:
+        raise HdrsynError(f"{path}: unknown HDR format; use one of {', '.join(HDR_SUFFIXES)}")
+    data = _read_bytes(path)
+    if suffix == ".exr":
+        image = _decode_exr(path)
+    else:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            raise HdrsynError(f"{path}: not a readable {suffix} file (truncated or corrupt)")
+        if image.ndim == 2:
+            image = image[:, :, None]
+        image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, 2::-1]
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).any(axis=2).sum())
+        raise HdrsynError(f"{path}: {bad} pixels are NaN or infinite")
+    # Lossy EXR compression (DWA, B44) leaves small negative values: clip them to black.
+    return np.maximum(image, 0, out=image)
+
+
+def _decode_exr(path: Path) -> np.ndarray:
+    try:
+        with OpenEXR.File(str(path)) as exr:
+            channels = {name: channel.pixels for name, channel in exr.channels().items()}
+    except Exception as error:  # the OpenEXR binding raises bare Exception/RuntimeError
+        raise HdrsynError(f"{path}: not a readable OpenEXR file ({error})") from None
+    if "RGB" in channels:
+        return channels["RGB"][:, :, :3]
+    if all(name in channels for name in "RGB"):
+        return np.stack([channels[name] for name in "RGB"], axis=2)
+    if "Y" in channels:
+        return np.repeat(channels["Y"][:, :, None], 3, axis=2)
+    raise HdrsynError(f"{path}: no R, G, B or Y channels (has {', '.join(sorted(channels))})")
+
+
+def write_hdr(
+    path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False, half: bool = False
+) -> None:
+    """Write an RGB radiance map as OpenEXR (float or ``half``), Radiance ``.hdr`` or PFM.
+
+    Args:
+        image: ``(H, W, 3)`` finite radiance.
+        half: store 16-bit floats in OpenEXR (ignored by the other formats).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in HDR_SUFFIXES:
+        raise HdrsynError(f"{path}: unknown HDR format; use one of {', '.join(HDR_SUFFIXES)}")
+    image = _check_rgb(path, image)
+    if not np.isfinite(image).all():
+        raise HdrsynError(f"{path}: refusing to write NaN or infinite radiance")
+    if suffix == ".exr":
+        pixels = np.ascontiguousarray(image, dtype=np.float16 if half else np.float32)
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+
+        def write(temporary: Path) -> None:
+            with OpenEXR.File(header, {"RGB": pixels}) as exr:
+                exr.write(str(temporary))
+
+        _atomic_write(path, write, overwrite)
+        return
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(image[:, :, ::-1], np.float32))
+    if not ok:
+        raise HdrsynError(f"{path}: OpenCV could not encode {suffix}")
+    _atomic_write(path, lambda temporary: temporary.write_bytes(encoded.tobytes()), overwrite)
+
+
+def write_ldr(
+    path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False, quality: int = 95
+) -> None:
+    """Write an RGB image in [0, 1] as 8-bit PNG or JPEG (or 16-bit TIFF for ``.tif``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    image = _check_rgb(path, image)
+    if suffix in (".png", ".jpg", ".jpeg"):
+        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        kind = "PNG" if suffix == ".png" else "JPEG"
+        Image.fromarray(pixels).save(buffer, format=kind, quality=quality)
+        encoded = buffer.getvalue()
+    elif suffix in (".tif", ".tiff"):
+        pixels = np.round(np.clip(image, 0, 1) * 65535).astype(np.uint16)[:, :, ::-1]
+        ok, array = cv2.imencode(suffix, np.ascontiguousarray(pixels))
+        if not ok:
+            raise HdrsynError(f"{path}: OpenCV could not encode {suffix}")
+        encoded = array.tobytes()
+    else:
+        raise HdrsynError(f"{path}: unknown LDR format; use one of {', '.join(LDR_SUFFIXES)}")
+    _atomic_write(path, lambda temporary: temporary.write_bytes(encoded), overwrite)
+
+
+def _check_rgb(path: Path, image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise HdrsynError(f"{path}: expected an (H, W, 3) image, got shape {image.shape}")
+    return image
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise HdrsynError(f"{path}: already exists (use --force to overwrite)")
+    if path.is_dir():
+        raise HdrsynError(f"{path}: is a folder")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise HdrsynError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise HdrsynError(f"{path}: folder {folder} is not writable")
+    return path
+
+
+def _atomic_write(path: Path, write, overwrite: bool) -> None:
+    """Call ``write(temporary)`` on a file beside ``path``, then rename it onto ``path``."""
+    check_writable(path, overwrite)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=folder)
+    except OSError as error:
+        raise HdrsynError(f"{path}: cannot write ({error.strerror})") from None
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        if not overwrite and path.exists():
+            raise HdrsynError(f"{path}: already exists (use --force to overwrite)")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise HdrsynError(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:
+        temporary.unlink(missing_ok=True)

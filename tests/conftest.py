@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdr"
+EVS = np.arange(-3.0, 4.0)
+
+
+def data_file(name: str) -> Path:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared data folder sits beside the repository)")
+    return path
+
+
+def gamma_curve(x: np.ndarray, gamma: float = 2.2) -> np.ndarray:
+    return np.clip(x, 0, 1) ** (1 / gamma)
+
+
+def make_stack(radiance: np.ndarray, curve=gamma_curve, evs=EVS) -> np.ndarray:
+    """8-bit exposures (P, H, W, 3) of a radiance map through a response curve."""
+    return np.stack([np.round(255 * curve(radiance * 2.0**ev)).astype(np.uint8) for ev in evs])
+
+
+def to_tensor(stack: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="session")
+def city_radiance() -> np.ndarray:
+    from hdrsyn.io import read_hdr
+
+    radiance = read_hdr(data_file("city.exr"))[::4, ::4]
+    return radiance / np.median(radiance) * 0.18

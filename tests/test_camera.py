@@ -1,0 +1,179 @@
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import EVS, gamma_curve, make_stack, to_tensor
+
+from hdrsyn import HdrsynError, merge_exposures
+from hdrsyn.camera import hat_weights, solve_inverse_crf
+
+
+def srgb_curve(x):
+    x = np.clip(x, 0, 1)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def srgb_log_inverse(level):
+    v = level / 255.0
+    return np.log(np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4))
+
+
+@pytest.mark.parametrize(
+    "curve, log_inverse",
+    [
+        (gamma_curve, lambda level: 2.2 * np.log(level / 255.0)),
+        (srgb_curve, srgb_log_inverse),
+    ],
+)
+def test_recovers_known_response_curve(city_radiance, curve, log_inverse):
+    stack = to_tensor(make_stack(city_radiance, curve))
+    _, g = merge_exposures(stack, EVS)
+    levels = np.arange(16, 251)
+    truth = log_inverse(levels) - log_inverse(128)
+    error = g.numpy()[:, levels] - truth
+    assert g[:, 128].abs().max() == 0
+    assert np.sqrt((error**2).mean()) < 0.01
+    assert np.abs(error).max() < 0.03
+
+
+def test_merge_matches_opencv_merge_debevec(city_radiance):
+    images = make_stack(city_radiance)
+    radiance, g = merge_exposures(to_tensor(images), EVS)
+    times = (2.0**EVS).astype(np.float32)
+    informative = sum(hat_weights().numpy()[image] for image in images) > 0
+    for c in range(3):
+        # OpenCV averages the weights over channels; one channel at a time it is Eq. 2 exactly.
+        response = np.exp(g[c].numpy()).reshape(256, 1, 1).astype(np.float32)
+        planes = [np.ascontiguousarray(image[:, :, c]) for image in images]
+        expected = cv2.createMergeDebevec().process(planes, times, response)
+        mask = informative[:, :, c]
+        assert mask.mean() > 0.95
+        np.testing.assert_allclose(radiance[c].numpy()[mask], expected[mask], rtol=5e-5)
+
+
+def _opencv_grid(height, width, samples=70):
+    """The pixel grid OpenCV's CalibrateDebevec samples when random=False (calibrate.cpp)."""
+    x_points = int(math.sqrt(samples * width / height))
+    y_points = samples // x_points
+    step_x, step_y = width // x_points, height // y_points
+    return [
+        (step_y // 2 + j * step_y) * width + step_x // 2 + i * step_x
+        for i in range(x_points)
+        for j in range(y_points)
+    ]
+
+
+def test_solve_matches_opencv_calibrate_debevec_on_same_samples(city_radiance):
+    images = make_stack(city_radiance[:64, :96], srgb_curve)
+    height, width = images.shape[1:3]
+    grid = torch.tensor(_opencv_grid(height, width))
+    times = (2.0**EVS).astype(np.float32)
+    expected = np.log(cv2.createCalibrateDebevec(70, 10.0, False).process(list(images), times))
+    expected = expected[:, 0, :].T  # (3, 256)
+    expected -= expected[:, 128:129]  # OpenCV keeps g(128) = 0 only softly
+    stack = to_tensor(images).unsqueeze(0)
+    g = solve_inverse_crf(stack, torch.tensor(EVS)[None], sample_index=grid.expand(1, 3, -1))
+    # OpenCV solves in float32 by SVD; levels with data agree closely.
+    observed = np.unique(images[:, grid // width, grid % width])
+    observed = observed[(observed > 5) & (observed < 250)]
+    np.testing.assert_allclose(g[0].numpy()[:, observed], expected[:, observed], atol=0.02)
+
+
+def test_backward_is_eq3_by_hand():
+    g = torch.linspace(-4.0, 1.5, 256, dtype=torch.float64) ** 3 / 10
+    g = (g - g[128]).expand(3, 256).contiguous()
+    levels = torch.tensor([[0, 40, 200], [30, 128, 255]], dtype=torch.float64)  # (P=2, 3 px)
+    stack = (levels / 255).view(2, 1, 1, 3).expand(2, 3, 1, 3).clone().requires_grad_()
+    evs = torch.tensor([-1.0, 1.0])
+    log_radiance = merge_exposures(stack, evs, inverse_crf=g)[0].log()
+    log_radiance.sum().backward()
+    w = hat_weights(torch.float64)
+    slope = torch.cat([g[0, :1], g[0, 1:] - g[0, :-1]])  # Eq. 3
+    k = levels.long()
+    expected = 255 * w[k] / w[k].sum(0) * slope[k]
+    for c in range(3):
+        torch.testing.assert_close(stack.grad[:, c, 0], expected, rtol=1e-12, atol=1e-12)
+    # forward is Eq. 2 on the table values at integer levels
+    lt = (evs * math.log(2)).view(2, 1).double()
+    expected_value = (w[k] * (g[0][k] - lt)).sum(0) / w[k].sum(0)
+    torch.testing.assert_close(log_radiance[0, 0].detach(), expected_value)
+
+
+def test_gradcheck_between_levels():
+    torch.manual_seed(0)
+    g = torch.cumsum(torch.rand(3, 256, dtype=torch.float64) * 0.05 + 0.01, dim=1)
+    g = g - g[:, 128:129]
+    levels = torch.randint(3, 250, (4, 3, 3, 4)).double() + torch.rand(4, 3, 3, 4).double() * 0.3
+    levels += 0.1  # away from integers (Eq. 3 kinks) and from half-levels (weight steps)
+    stack = (levels / 255).requires_grad_()
+
+    def merged(stack):
+        return merge_exposures(stack, [-2.0, -0.5, 1.0, 2.5], inverse_crf=g)[0]
+
+    assert torch.autograd.gradcheck(merged, (stack,), eps=1e-7, atol=1e-6)
+
+
+def test_fully_clipped_pixels_use_shortest_or_longest_exposure():
+    g = torch.linspace(-5, 2, 256, dtype=torch.float64).expand(3, 256).contiguous()
+    g = g - g[:, 128:129]
+    stack = torch.zeros(3, 3, 1, 2, dtype=torch.uint8)
+    stack[:, :, 0, 0] = 255  # bright in every exposure
+    stack[:, :, 0, 1] = 0  # dark in every exposure
+    evs = torch.tensor([0.0, -2.0, 1.0])
+    radiance, _ = merge_exposures(stack, evs, inverse_crf=g)
+    log_radiance = radiance.double().log()
+    torch.testing.assert_close(log_radiance[:, 0, 0], g[:, 255] + 2 * math.log(2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(log_radiance[:, 0, 1], g[:, 0] - 1 * math.log(2), rtol=0, atol=1e-5)
+
+
+def test_batched_equals_single_and_uint8_equals_float(city_radiance):
+    first = to_tensor(make_stack(city_radiance[:40, :60]))
+    second = to_tensor(make_stack(city_radiance[40:80, 60:120] * 3, srgb_curve))
+    batch = torch.stack([first, second])
+    evs = torch.tensor(np.stack([EVS, EVS + 0.5]))
+    radiance, g = merge_exposures(batch, evs)
+    for b, stack in enumerate((first, second)):
+        single, single_g = merge_exposures(stack, evs[b])
+        torch.testing.assert_close(radiance[b], single)
+        torch.testing.assert_close(g[b], single_g)
+    as_float, _ = merge_exposures(first.float() / 255, EVS)
+    torch.testing.assert_close(as_float, radiance[0], rtol=1e-5, atol=1e-6)
+
+
+def test_dtype_follows_input(city_radiance):
+    stack = to_tensor(make_stack(city_radiance[:32, :32])).double() / 255
+    radiance64, g64 = merge_exposures(stack, EVS)
+    radiance32, g32 = merge_exposures(stack.float(), EVS)
+    assert radiance64.dtype == g64.dtype == torch.float64
+    assert radiance32.dtype == g32.dtype == torch.float32
+    torch.testing.assert_close(radiance32.double(), radiance64, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(city_radiance):
+    stack = to_tensor(make_stack(city_radiance)).float() / 255
+    cpu, g_cpu = merge_exposures(stack, EVS)
+    gpu_stack = stack.cuda().requires_grad_()
+    gpu, g_gpu = merge_exposures(gpu_stack, EVS)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-4, atol=1e-4)
+    gpu.log().mean().backward()
+    assert torch.isfinite(gpu_stack.grad).all()
+
+
+@pytest.mark.parametrize(
+    "stack, evs, message",
+    [
+        (torch.rand(1, 3, 4, 4), [0.0], "at least 2"),
+        (torch.rand(3, 3, 4, 4), [0.0, 1.0], "3 images"),
+        (torch.rand(3, 3, 4, 4), [0.0, 1.0, 1.0], "same exposure"),
+        (torch.rand(3, 3, 4, 4), [0.0, 1.0, float("nan")], "finite"),
+        (torch.rand(3, 4, 4, 4), [0.0, 1.0, 2.0], "shape"),
+        (torch.randint(0, 9, (3, 3, 4, 4)), [0.0, 1.0, 2.0], "uint8"),
+    ],
+)
+def test_rejects_bad_input(stack, evs, message):
+    with pytest.raises(HdrsynError, match=message):
+        merge_exposures(stack, evs)
