@@ -124,7 +124,9 @@ def test_fully_clipped_pixels_use_shortest_or_longest_exposure():
     evs = torch.tensor([0.0, -2.0, 1.0])
     radiance, _ = merge_exposures(stack, evs, inverse_crf=g)
     log_radiance = radiance.double().log()
-    torch.testing.assert_close(log_radiance[:, 0, 0], g[:, 255] + 2 * math.log(2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        log_radiance[:, 0, 0], g[:, 255] + 2 * math.log(2), rtol=0, atol=1e-5
+    )
     torch.testing.assert_close(log_radiance[:, 0, 1], g[:, 0] - 1 * math.log(2), rtol=0, atol=1e-5)
 
 

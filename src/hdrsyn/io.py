@@ -31,6 +31,9 @@ LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
 
 # EXIF tags (CIPA DC-008): Orientation in IFD0, the rest in the Exif sub-IFD.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
 _EXPOSURE_TIME = 0x829A
@@ -220,7 +223,7 @@ def write_hdr(
     ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(image[:, :, ::-1], np.float32))
     if not ok:
         raise HdrsynError(f"{path}: OpenCV could not encode {suffix}")
-    _atomic_write(path, lambda temporary: temporary.write_bytes(encoded.tobytes()), overwrite)
+    write_bytes(path, encoded.tobytes(), overwrite=overwrite)
 
 
 def write_ldr(
@@ -244,7 +247,7 @@ def write_ldr(
         encoded = array.tobytes()
     else:
         raise HdrsynError(f"{path}: unknown LDR format; use one of {', '.join(LDR_SUFFIXES)}")
-    _atomic_write(path, lambda temporary: temporary.write_bytes(encoded), overwrite)
+    write_bytes(path, encoded, overwrite=overwrite)
 
 
 def _check_rgb(path: Path, image: np.ndarray) -> np.ndarray:
@@ -254,9 +257,13 @@ def _check_rgb(path: Path, image: np.ndarray) -> np.ndarray:
     return image
 
 
-def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written."""
+def check_writable(
+    path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...] | None = None
+) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written (or has the wrong suffix)."""
     path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise HdrsynError(f"{path}: unsupported file type; use one of {', '.join(suffixes)}")
     if path.exists() and not overwrite:
         raise HdrsynError(f"{path}: already exists (use --force to overwrite)")
     if path.is_dir():
@@ -269,6 +276,11 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> None:
+    """Write encoded file contents atomically (temporary file, then rename)."""
+    _atomic_write(Path(path), lambda temporary: temporary.write_bytes(data), overwrite)
+
+
 def _atomic_write(path: Path, write, overwrite: bool) -> None:
     """Call ``write(temporary)`` on a file beside ``path``, then rename it onto ``path``."""
     check_writable(path, overwrite)
@@ -279,6 +291,7 @@ def _atomic_write(path: Path, write, overwrite: bool) -> None:
         raise HdrsynError(f"{path}: cannot write ({error.strerror})") from None
     os.close(handle)
     temporary = Path(name)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         write(temporary)
         if not overwrite and path.exists():

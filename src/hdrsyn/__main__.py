@@ -1,0 +1,5 @@
+import sys
+
+from hdrsyn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""Command-line front end: parse, call one library function, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from hdrsyn import __version__
+from hdrsyn.errors import HdrsynError
+
+MERGE_EXAMPLES = """examples:
+  hdrsyn merge examples/city/*.jpg -o city.exr --preview city.png
+  hdrsyn merge a.jpg b.jpg c.jpg --ev -2 0 2 -o out.hdr --plot-crf crf.png
+EVs are stops relative to each other (exposure time 2^EV); without --ev they come from EXIF."""
+
+TONEMAP_EXAMPLES = """examples:
+  hdrsyn tonemap city.exr -o city.png
+  hdrsyn tonemap city.exr -o city.jpg --key 0.36"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hdrsyn",
+        description="Single-image and multi-exposure HDR synthesis (Kim et al., AAAI 2021).",
+    )
+    parser.add_argument("--version", action="version", version=f"hdrsyn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    merge = commands.add_parser(
+        "merge",
+        help="merge a bracketed stack of photos into an HDR image",
+        description="Recover the camera response (Debevec & Malik 1997) and merge the stack.",
+        epilog=MERGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    merge.add_argument("images", nargs="+", metavar="IMG", help="LDR photos (PNG/JPEG/TIFF)")
+    merge.add_argument("--ev", nargs="+", type=float, metavar="EV", help="exposure of each image")
+    merge.add_argument("-o", "--output", required=True, metavar="OUT", help=".exr, .hdr or .pfm")
+    merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
+    merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")
+    merge.add_argument("--smoothness", type=float, default=10.0, help="λ of Eq. 1 (default 10)")
+    merge.add_argument("--key", type=float, default=0.18, help="preview key (default 0.18)")
+    merge.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+    tonemap = commands.add_parser(
+        "tonemap",
+        help="tone-map an HDR image for display (Reinhard et al. 2002)",
+        description="Reinhard et al. 2002 global operator, then sRGB encoding.",
+        epilog=TONEMAP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tonemap.add_argument("input", metavar="IN", help=".exr, .hdr or .pfm")
+    tonemap.add_argument("-o", "--output", required=True, metavar="OUT", help=".png or .jpg")
+    tonemap.add_argument("--key", type=float, default=0.18, help="key a (default 0.18)")
+    tonemap.add_argument("--white", type=float, help="white point (default: brightest pixel)")
+    tonemap.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"hdrsyn: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    from hdrsyn import commands  # after parsing: --help and --version stay fast
+
+    try:
+        if args.command == "merge":
+            commands.merge_files(
+                args.images,
+                args.output,
+                evs=args.ev,
+                preview=args.preview,
+                plot_crf=args.plot_crf,
+                overwrite=args.force,
+                smoothness=args.smoothness,
+                key=args.key,
+            )
+        elif args.command == "tonemap":
+            commands.tonemap_file(
+                args.input, args.output, key=args.key, white=args.white, overwrite=args.force
+            )
+    except HdrsynError as error:
+        print(f"hdrsyn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hdrsyn: interrupted", file=sys.stderr)
+        return 130
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The jobs behind the command line, one function per command; the CLI only parses and calls."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hdrsyn.camera import DEFAULT_SMOOTHNESS, merge_exposures
+from hdrsyn.errors import HdrsynError
+from hdrsyn.io import (
+    HDR_SUFFIXES,
+    LDR_SUFFIXES,
+    check_writable,
+    exposure_from_exif,
+    read_hdr,
+    read_ldr,
+    write_bytes,
+    write_hdr,
+    write_ldr,
+)
+from hdrsyn.plots import response_curve_png
+from hdrsyn.tonemap import srgb_encode, tonemap_reinhard
+
+
+def merge_files(
+    images: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    evs: Sequence[float] | None = None,
+    preview: str | os.PathLike | None = None,
+    plot_crf: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    key: float = 0.18,
+) -> np.ndarray:
+    """Merge a bracketed stack of photographs into an HDR file (Debevec–Malik via our layer).
+
+    Args:
+        images: two or more LDR files of the same size.
+        output: ``.exr``, ``.hdr`` or ``.pfm`` path.
+        evs: exposure of each image in stops; default from EXIF (exposure time, f-number, ISO),
+            relative to the median exposure.
+        preview: optional PNG/JPEG path for a Reinhard-tone-mapped view.
+        plot_crf: optional PNG path for a plot of the recovered response curves.
+
+    Returns:
+        the radiance, ``(H, W, 3)`` float32.
+    """
+    paths = [Path(image) for image in images]
+    check_writable(output, overwrite, HDR_SUFFIXES)
+    if preview is not None:
+        check_writable(preview, overwrite, LDR_SUFFIXES)
+    if plot_crf is not None:
+        check_writable(plot_crf, overwrite, (".png",))
+    if len(paths) < 2:
+        raise HdrsynError(f"merge needs at least 2 images of different exposure, got {len(paths)}")
+    evs = _exposures(paths, evs)
+
+    levels = []
+    for path in tqdm(paths, desc="reading", unit="image", disable=None, leave=False):
+        image = read_ldr(path)
+        if levels and image.shape != levels[0].shape:
+            first = levels[0].shape
+            raise HdrsynError(
+                f"{path}: size {image.shape[1]}×{image.shape[0]} differs from "
+                f"{paths[0]} ({first[1]}×{first[0]})"
+            )
+        levels.append(np.round(image * 255).astype(np.uint8))  # the layer's 256 levels
+    stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
+    del levels
+    radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness)
+    result = radiance.permute(1, 2, 0).numpy()
+
+    write_hdr(output, result, overwrite=overwrite)
+    if preview is not None:
+        write_ldr(preview, _display(radiance, key), overwrite=overwrite)
+    if plot_crf is not None:
+        write_bytes(plot_crf, response_curve_png(inverse_crf.numpy()), overwrite=overwrite)
+    return result
+
+
+def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:
+    if evs is None:
+        evs = []
+        for path in paths:
+            ev = exposure_from_exif(path)
+            if ev is None:
+                raise HdrsynError(f"{path}: no exposure time in EXIF; give the EVs with --ev")
+            evs.append(ev)
+        median = float(np.median(evs))
+        evs = [ev - median for ev in evs]
+    evs = [float(ev) for ev in evs]
+    if len(evs) != len(paths):
+        raise HdrsynError(f"{len(paths)} images but {len(evs)} EVs given (--ev)")
+    seen: dict[float, Path] = {}
+    for path, ev in zip(paths, evs, strict=True):
+        if not math.isfinite(ev):
+            raise HdrsynError(f"{path}: exposure value {ev} is not finite")
+        if ev in seen:
+            raise HdrsynError(f"{path}: same exposure value ({ev:g} EV) as {seen[ev]}")
+        seen[ev] = path
+    return evs
+
+
+def _display(radiance: torch.Tensor, key: float, white: float | None = None) -> np.ndarray:
+    """Tone-map ``(3, H, W)`` radiance and sRGB-encode it into ``(H, W, 3)`` in [0, 1]."""
+    encoded = srgb_encode(tonemap_reinhard(radiance, key=key, white=white))
+    return encoded.permute(1, 2, 0).numpy()
+
+
+def tonemap_file(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    key: float = 0.18,
+    white: float | None = None,
+    overwrite: bool = False,
+) -> np.ndarray:
+    """Tone-map an HDR file (Reinhard et al. 2002) to an sRGB PNG or JPEG.
+
+    Returns:
+        the displayed image, ``(H, W, 3)`` float32 in [0, 1].
+    """
+    check_writable(output, overwrite, LDR_SUFFIXES)
+    radiance = torch.from_numpy(read_hdr(source)).permute(2, 0, 1)
+    display = _display(radiance, key, white)
+    write_ldr(output, display, overwrite=overwrite)
+    return display

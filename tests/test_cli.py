@@ -1,0 +1,181 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hdrsyn import read_hdr, read_ldr, write_hdr
+from hdrsyn.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "interior"
+STACK = [EXAMPLE / f"ev{ev:+d}.jpg" for ev in range(-3, 4)]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_clean_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_merge_bundled_example_from_exif(tmp_path, capsys):
+    out = tmp_path / "room.exr"
+    code, stdout, err = run(
+        capsys,
+        "merge",
+        *STACK,
+        "-o",
+        out,
+        "--preview",
+        tmp_path / "p.png",
+        "--plot-crf",
+        tmp_path / "crf.png",
+    )
+    assert code == 0, err
+    radiance = read_hdr(out)
+    assert radiance.shape == (320, 600, 3) and np.isfinite(radiance).all()
+    # the window is far brighter than the room: a real high dynamic range was recovered
+    assert np.log2(np.percentile(radiance, 99.9) / np.percentile(radiance, 1)) > 8
+    assert read_ldr(tmp_path / "p.png").shape == (320, 600, 3)
+    assert Image.open(tmp_path / "crf.png").format == "PNG"
+
+
+def test_merge_with_explicit_evs_matches_exif(tmp_path, capsys):
+    run(capsys, "merge", *STACK, "-o", tmp_path / "a.pfm")
+    evs = [str(ev) for ev in range(-3, 4)]
+    code, _, err = run(capsys, "merge", *STACK, "--ev", *evs, "-o", tmp_path / "b.pfm")
+    assert code == 0, err
+    np.testing.assert_allclose(
+        read_hdr(tmp_path / "a.pfm"), read_hdr(tmp_path / "b.pfm"), rtol=1e-5
+    )
+
+
+def test_tonemap(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    write_hdr(tmp_path / "in.exr", np.exp(rng.normal(0, 2, (16, 24, 3))).astype(np.float32))
+    code, _, err = run(capsys, "tonemap", tmp_path / "in.exr", "-o", tmp_path / "out.jpg")
+    assert code == 0, err
+    assert read_ldr(tmp_path / "out.jpg").shape == (16, 24, 3)
+
+
+def test_console_script_end_to_end(tmp_path):
+    beside = Path(sys.executable).with_name("hdrsyn")
+    hdrsyn = str(beside) if beside.exists() else shutil.which("hdrsyn")
+    if hdrsyn is None:
+        pytest.skip("hdrsyn console script not installed")
+    result = subprocess.run(
+        [hdrsyn, "merge", *map(str, STACK[2:5]), "-o", str(tmp_path / "x.hdr")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_hdr(tmp_path / "x.hdr").shape == (320, 600, 3)
+    result = subprocess.run(
+        [hdrsyn, "tonemap", str(tmp_path / "missing.exr"), "-o", str(tmp_path / "y.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert_clean_error(result.returncode, result.stderr, "missing.exr", "no such file")
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("hdrsyn ")
+    for command in ("merge", "tonemap"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "examples:" in capsys.readouterr().out
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("hello")
+    (tmp_path / "cut.jpg").write_bytes(STACK[0].read_bytes()[:300])
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((320, 600, 3), np.uint8)).save(tmp_path / "noexif.png")
+    bad = np.ones((4, 4, 3), np.float32)
+    bad[1, 1, 1] = np.nan
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "nan.pfm"), bad)
+    (tmp_path / "exists.exr").write_bytes(b"precious")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (
+            ["merge", "{d}/missing.jpg", STACK[1], "-o", "{d}/o.exr"],
+            ["missing.jpg", "no such file"],
+        ),
+        (
+            ["merge", "{d}/empty.jpg", STACK[1], "--ev", "0", "1", "-o", "{d}/o.exr"],
+            ["empty.jpg", "empty"],
+        ),
+        (
+            ["merge", "{d}/notes.png", STACK[1], "--ev", "0", "1", "-o", "{d}/o.exr"],
+            ["notes.png", "not a readable"],
+        ),
+        (["merge", "{d}/cut.jpg", STACK[1], "--ev", "0", "1", "-o", "{d}/o.exr"], ["cut.jpg"]),
+        (
+            ["merge", STACK[0], "{d}/small.png", "--ev", "0", "1", "-o", "{d}/o.exr"],
+            ["small.png", "differs"],
+        ),
+        (["merge", *STACK[:3], "--ev", "0", "1", "-o", "{d}/o.exr"], ["3 images but 2 EVs"]),
+        (
+            ["merge", *STACK[:3], "--ev", "0", "1", "1", "-o", "{d}/o.exr"],
+            ["ev-1.jpg", "same exposure"],
+        ),
+        (["merge", *STACK[:2], "--ev", "0", "nan", "-o", "{d}/o.exr"], ["ev-2.jpg", "not finite"]),
+        (["merge", *STACK[:2], "--ev", "0", "inf", "-o", "{d}/o.exr"], ["not finite"]),
+        (["merge", STACK[0], "-o", "{d}/o.exr"], ["at least 2 images"]),
+        (["merge", STACK[0], "{d}/noexif.png", "-o", "{d}/o.exr"], ["noexif.png", "--ev"]),
+        (["merge", *STACK[:2], "-o", "{d}/nowhere/o.exr"], ["nowhere", "does not exist"]),
+        (["merge", *STACK[:2], "-o", "{d}/exists.exr"], ["exists.exr", "--force"]),
+        (["merge", *STACK[:2], "-o", "{d}/o.png"], ["o.png", "unsupported"]),
+        (["tonemap", "{d}/nan.pfm", "-o", "{d}/o.png"], ["nan.pfm", "NaN"]),
+        (["tonemap", "{d}/notes.png", "-o", "{d}/o.png"], ["notes.png", "unknown HDR format"]),
+        (["tonemap", "{d}/nan.pfm", "-o", "{d}/exists.exr"], ["exists.exr"]),
+        (["merge", *STACK[:2]], ["--output"]),
+    ],
+)
+def test_bad_input_is_one_clean_line(bad_files, capsys, argv, needles):
+    before = sorted(p.name for p in bad_files.iterdir())
+    argv = [str(a).replace("{d}", str(bad_files)) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse usage errors
+        code = exit_info.code
+    assert_clean_error(code, capsys.readouterr().err, *needles)
+    assert sorted(p.name for p in bad_files.iterdir()) == before
+    assert (bad_files / "exists.exr").read_bytes() == b"precious"
+
+
+def test_force_overwrites(tmp_path, capsys):
+    out = tmp_path / "o.exr"
+    out.write_bytes(b"old")
+    code, _, err = run(capsys, "merge", *STACK[2:5], "-o", out, "--force")
+    assert code == 0, err
+    assert read_hdr(out).shape == (320, 600, 3)
+
+
+def test_python_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "hdrsyn", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("hdrsyn")

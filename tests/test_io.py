@@ -1,0 +1,161 @@
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from conftest import data_file
+from PIL import Image
+
+from hdrsyn import HdrsynError, read_hdr, read_ldr, write_hdr, write_ldr
+from hdrsyn.io import exposure_from_exif
+
+
+@pytest.fixture
+def radiance():
+    rng = np.random.default_rng(1)
+    return (np.exp(rng.normal(0, 2, (13, 17, 3)))).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "suffix, half, rtol",
+    [(".exr", False, 0), (".exr", True, 1e-3), (".pfm", False, 0)],
+)
+def test_hdr_round_trip(tmp_path, radiance, suffix, half, rtol):
+    path = tmp_path / f"image{suffix}"
+    write_hdr(path, radiance, half=half)
+    back = read_hdr(path)
+    assert back.dtype == np.float32 and back.shape == radiance.shape
+    np.testing.assert_allclose(back, radiance, rtol=rtol, atol=1e-30)
+
+
+def test_radiance_hdr_round_trip(tmp_path, radiance):
+    write_hdr(tmp_path / "image.hdr", radiance)
+    back = read_hdr(tmp_path / "image.hdr")
+    # RGBE shares one exponent per pixel: 8 mantissa bits relative to the largest channel
+    largest = radiance.max(axis=2, keepdims=True)
+    assert np.all(np.abs(back - radiance) <= largest / 128)
+
+
+def test_hdr_channel_order_against_opencv(tmp_path, radiance):
+    path = tmp_path / "image.hdr"
+    write_hdr(path, radiance)
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_allclose(bgr[:, :, ::-1], read_hdr(path))
+    assert bgr[:, :, 2].mean() == pytest.approx(read_hdr(path)[:, :, 0].mean())
+
+
+def test_reads_shared_exr():
+    image = read_hdr(data_file("city.exr"))
+    assert image.shape == (512, 1024, 3) and image.dtype == np.float32
+    assert image.min() >= 0 and np.isfinite(image).all()
+
+
+def test_ldr_8_and_16_bit(tmp_path):
+    rng = np.random.default_rng(2)
+    pixels16 = rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "a.png"), pixels16[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "a.tif"), pixels16[:, :, ::-1])
+    for name in ("a.png", "a.tif"):
+        np.testing.assert_array_equal(read_ldr(tmp_path / name), pixels16 / np.float32(65535))
+    pixels8 = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(pixels8).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_ldr(tmp_path / "b.png"), pixels8 / np.float32(255))
+
+
+def test_ldr_write_round_trip(tmp_path):
+    image = np.random.default_rng(3).random((8, 6, 3)).astype(np.float32)
+    write_ldr(tmp_path / "x.png", image)
+    np.testing.assert_allclose(read_ldr(tmp_path / "x.png"), image, atol=0.5 / 255 + 1e-7)
+    write_ldr(tmp_path / "x.tif", image)
+    np.testing.assert_allclose(read_ldr(tmp_path / "x.tif"), image, atol=0.5 / 65535 + 1e-7)
+
+
+def test_grey_becomes_rgb_and_alpha_is_dropped_with_warning(tmp_path):
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    image = read_ldr(tmp_path / "grey.png")
+    assert image.shape == (3, 4, 3)
+    np.testing.assert_array_equal(image[:, :, 0], image[:, :, 2])
+    rgba = np.dstack([np.full((3, 4, 3), 200, np.uint8), np.full((3, 4), 7, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    with pytest.warns(UserWarning, match="alpha"):
+        image = read_ldr(tmp_path / "rgba.png")
+    assert image.shape == (3, 4, 3) and np.all(image == np.float32(200 / 255))
+
+
+def test_exif_orientation_applied(tmp_path):
+    pixels = np.zeros((2, 3, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left marker
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs 90° clockwise
+    Image.fromarray(pixels).save(tmp_path / "o.png", exif=exif)
+    image = read_ldr(tmp_path / "o.png")
+    assert image.shape == (3, 2, 3)
+    assert image[0, 1, 0] == 1.0  # top-left moved to top-right
+
+
+def test_exposure_from_exif_bundled_example():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "interior"
+    evs = [exposure_from_exif(folder / f"ev{ev:+d}.jpg") for ev in range(-3, 4)]
+    assert np.allclose(np.diff(evs), 1.0)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(HdrsynError, match="no such file"):
+        read_ldr(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(HdrsynError, match="empty"):
+        read_ldr(tmp_path / "empty.png")
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(HdrsynError, match="not a readable image"):
+        read_ldr(tmp_path / "text.jpg")
+    (tmp_path / "text.exr").write_text("not an image")
+    with pytest.raises(HdrsynError, match="OpenEXR"):
+        read_hdr(tmp_path / "text.exr")
+
+
+def test_truncated_files(tmp_path, radiance):
+    write_hdr(tmp_path / "a.exr", radiance)
+    data = (tmp_path / "a.exr").read_bytes()
+    (tmp_path / "cut.exr").write_bytes(data[: len(data) // 2])
+    with pytest.raises(HdrsynError, match="cut.exr"):
+        read_hdr(tmp_path / "cut.exr")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "b.png")
+    data = (tmp_path / "b.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:40])
+    with pytest.raises(HdrsynError, match="cut.png"):
+        read_ldr(tmp_path / "cut.png")
+
+
+def test_non_finite_hdr_rejected(tmp_path, radiance):
+    radiance[2, 3, 1] = np.nan
+    radiance[4, 5, 0] = np.inf
+    cv2.imwrite(str(tmp_path / "bad.pfm"), radiance[:, :, ::-1])
+    with pytest.raises(HdrsynError, match="bad.pfm: 2 pixels are NaN or infinite"):
+        read_hdr(tmp_path / "bad.pfm")
+    with pytest.raises(HdrsynError, match="NaN"):
+        write_hdr(tmp_path / "out.exr", radiance)
+    assert not (tmp_path / "out.exr").exists()
+
+
+def test_no_overwrite_and_no_partial_files(tmp_path, radiance):
+    path = tmp_path / "out.exr"
+    write_hdr(path, radiance)
+    before = path.read_bytes()
+    with pytest.raises(HdrsynError, match="already exists"):
+        write_hdr(path, radiance * 2)
+    assert path.read_bytes() == before
+    write_hdr(path, radiance * 2, overwrite=True)
+    assert path.read_bytes() != before
+    with pytest.raises(HdrsynError, match="does not exist"):
+        write_hdr(tmp_path / "nowhere" / "x.exr", radiance)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.exr"]
+
+
+def test_no_warning_for_plain_rgb(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "c.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_ldr(tmp_path / "c.jpg")
