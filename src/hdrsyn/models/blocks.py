@@ -1,0 +1,85 @@
+"""Building blocks: Swish conv blocks, conditional instance normalisation, Conv-GRU."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ConditionalInstanceNorm(nn.Module):
+    r"""Instance norm whose affine parameters depend on the requested exposure step.
+
+    ``y = γ_e · (x − μ)/σ + β_e`` (Dumoulin et al. 2017, used on every decoder conv by
+    Kim et al. 2021). Two ways to choose ``(γ_e, β_e)`` from the condition ``(ev_from, ev_to)``:
+
+    * ``discrete``: one learned pair per recursion step (slot ``|ev_to| − 1`` for integer steps
+      of one stop, as in the paper);
+    * ``continuous``: a small MLP of ``(ev_to, ev_to − ev_from)``, so any EV (e.g. +1.5) can be
+      asked for.
+    """
+
+    def __init__(self, channels: int, mode: str = "discrete", slots: int = 3, hidden: int = 32):
+        super().__init__()
+        self.mode = mode
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        if mode == "discrete":
+            self.gamma = nn.Parameter(torch.ones(slots, channels))
+            self.beta = nn.Parameter(torch.zeros(slots, channels))
+        elif mode == "continuous":
+            self.mlp = nn.Sequential(
+                nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, 2 * channels)
+            )
+            nn.init.zeros_(self.mlp[-1].weight)
+            with torch.no_grad():
+                self.mlp[-1].bias.copy_(torch.cat([torch.ones(channels), torch.zeros(channels)]))
+        else:
+            raise ValueError(f"unknown condition mode {mode!r}; use 'discrete' or 'continuous'")
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        """``x``: (B, C, H, W); ``condition``: (B, 2) = (ev_from, ev_to) of this step."""
+        if self.mode == "discrete":
+            slot = (condition[:, 1].abs().round().long() - 1).clamp(0, self.gamma.shape[0] - 1)
+            gamma, beta = self.gamma[slot], self.beta[slot]
+        else:
+            step = torch.stack([condition[:, 1], condition[:, 1] - condition[:, 0]], dim=1)
+            gamma, beta = self.mlp(step.to(x.dtype)).chunk(2, dim=1)
+        return gamma[:, :, None, None] * self.norm(x) + beta[:, :, None, None]
+
+
+class ConvBlock(nn.Module):
+    """Two 3×3 convolutions, each followed by Swish; with a condition, CIN before each Swish."""
+
+    def __init__(self, in_channels: int, out_channels: int, cin_mode: str | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norms = (
+            nn.ModuleList([ConditionalInstanceNorm(out_channels, cin_mode) for _ in range(2)])
+            if cin_mode
+            else None
+        )
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        for index, conv in enumerate((self.conv1, self.conv2)):
+            x = conv(x)
+            if self.norms is not None:
+                x = self.norms[index](x, condition)
+            x = nn.functional.silu(x)  # Swish (Ramachandran et al. 2017)
+        return x
+
+
+class ConvGRU(nn.Module):
+    """Convolutional GRU cell (Ballas et al. 2016); the hidden state has the input's size."""
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        padding = kernel_size // 2
+        self.gates = nn.Conv2d(2 * channels, 2 * channels, kernel_size, padding=padding)
+        self.candidate = nn.Conv2d(2 * channels, channels, kernel_size, padding=padding)
+
+    def forward(self, x: Tensor, hidden: Tensor | None) -> Tensor:
+        if hidden is None:
+            hidden = torch.zeros_like(x)
+        update, reset = torch.sigmoid(self.gates(torch.cat([x, hidden], dim=1))).chunk(2, dim=1)
+        candidate = torch.tanh(self.candidate(torch.cat([x, reset * hidden], dim=1)))
+        return (1 - update) * hidden + update * candidate

@@ -1,0 +1,223 @@
+"""Stop-up / stop-down networks, the recursive stack generator, and the end-to-end synthesizer.
+
+One :class:`StopNet` changes the exposure of an image by one step (Kim et al. 2021, Fig. 3):
+a global net predicts the target tone, a local net its edges, a refinement net combines them.
+:class:`StackGenerator` applies a stop-up and a stop-down net recursively (EV +1, +2, +3 and
+−1, −2, −3), carrying the Conv-GRU states from step to step; :class:`HDRSynthesizer` adds the
+differentiable HDR layer so that the whole chain trains end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from hdrsyn.camera import merge_exposures
+from hdrsyn.edges import canny_edges
+from hdrsyn.errors import HdrsynError
+from hdrsyn.models.unet import UNet
+
+_EPS = 1e-3  # images are clamped to [ε, 1 − ε] before the logit
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Widths and options of one StopNet (the up and down nets share it).
+
+    ``gru`` places the Conv-GRUs: ``"code"`` at the bottleneck of the global and local nets (the
+    official code, which produced the published numbers), ``"paper"`` at the refinement net's
+    bottleneck (the paper's text), ``"none"`` for no recurrent state. ``condition`` is the CIN
+    mode: ``"discrete"`` (one γ, β per step), ``"continuous"`` (any EV) or ``"none"``.
+    ``decomposition=False`` drops the global and local nets (refinement net alone).
+    """
+
+    global_base: int = 32
+    global_levels: int = 5
+    local_base: int = 16
+    local_levels: int = 4
+    refine_base: int = 16
+    refine_levels: int = 5
+    max_width: int = 1024
+    gru: str = "code"
+    condition: str = "discrete"
+    decomposition: bool = True
+
+    def __post_init__(self):
+        if self.gru not in ("code", "paper", "none"):
+            raise HdrsynError(f"gru: {self.gru!r}; use 'code', 'paper' or 'none'")
+        if self.condition not in ("discrete", "continuous", "none"):
+            raise HdrsynError(f"condition: {self.condition!r}; use discrete, continuous or none")
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to a multiple of this."""
+        return 2 ** max(self.global_levels, self.local_levels, self.refine_levels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    # official widths (REFERENCE-NOTES.md): global 32→1024, local 16→256, refinement 16→512
+    "paper": ModelConfig(),
+    # narrow enough to train on 2 CPU cores
+    "small": ModelConfig(
+        global_base=8, local_base=8, local_levels=3, refine_base=8, refine_levels=4, max_width=64
+    ),
+}
+
+
+@dataclass
+class StepOutput:
+    image: Tensor  # (B, 3, H, W) the next exposure, in [0, 1]
+    edge: Tensor | None  # (B, 1, H, W) predicted edges of the next exposure, in [0, 1]
+    global_image: Tensor | None  # (B, 3, H, W) the global net's tone estimate
+
+
+def _logit(image: Tensor) -> Tensor:
+    return torch.logit(image.clamp(_EPS, 1 - _EPS))
+
+
+class StopNet(nn.Module):
+    """One exposure step: global, local and refinement U-Nets (paper Fig. 3).
+
+    The image outputs are residual in logit space, ``sigmoid(logit(input) + net(...))``: an
+    exposure change is close to a shift there, and outputs stay in (0, 1).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cin = None if config.condition == "none" else config.condition
+        common = {"max_width": config.max_width, "cin_mode": cin}
+        if config.decomposition:
+            code_gru = config.gru == "code"
+            self.global_net = UNet(
+                3, 3, config.global_base, config.global_levels, gru=code_gru, **common
+            )
+            self.local_net = UNet(
+                4, 1, config.local_base, config.local_levels, gru=code_gru, **common
+            )
+            refine_inputs = 3 + 3 + 1
+        else:
+            self.global_net = self.local_net = None
+            refine_inputs = 3
+        self.refine_net = UNet(
+            refine_inputs,
+            3,
+            config.refine_base,
+            config.refine_levels,
+            gru=config.gru == "paper" or (config.gru == "code" and not config.decomposition),
+            **common,
+        )
+
+    def forward(
+        self, image: Tensor, edge: Tensor, condition: Tensor, state: dict[str, Tensor | None]
+    ) -> StepOutput:
+        """``condition``: (B, 2) = (ev_from, ev_to); ``state``: GRU states, updated in place."""
+        if self.global_net is None:
+            logits, state["refine"] = self.refine_net(image, condition, state.get("refine"))
+            return StepOutput(torch.sigmoid(_logit(image) + logits), None, None)
+        logits, state["global"] = self.global_net(image, condition, state.get("global"))
+        global_image = torch.sigmoid(_logit(image) + logits)
+        logits, state["local"] = self.local_net(
+            torch.cat([image, edge], dim=1), condition, state.get("local")
+        )
+        new_edge = torch.sigmoid(logits)
+        logits, state["refine"] = self.refine_net(
+            torch.cat([image, global_image, new_edge], dim=1), condition, state.get("refine")
+        )
+        return StepOutput(torch.sigmoid(_logit(global_image) + logits), new_edge, global_image)
+
+
+@dataclass
+class StackOutput:
+    stack: Tensor  # (B, P, 3, H, W) in [0, 1], sorted by EV, the input at EV 0 included
+    evs: Tensor  # (P,) stops relative to the input
+    steps: list[tuple[float, float, StepOutput]]  # (ev_from, ev_to, output) of every step
+
+
+DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Replicate-pad bottom and right to a multiple of ``multiple``; return the original size."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        image = nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+    return image, (height, width)
+
+
+class StackGenerator(nn.Module):
+    """Generate a bracketed stack from one image with recursive stop-up and stop-down nets."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.stop_up = StopNet(config)
+        self.stop_down = StopNet(config)
+
+    def _chains(self, evs: Sequence[float]) -> tuple[list[float], list[float]]:
+        evs = sorted(float(ev) for ev in evs)
+        if 0.0 not in evs or len(set(evs)) != len(evs):
+            raise HdrsynError(f"evs: {evs} must hold 0 (the input) and no repeats")
+        up = [ev for ev in evs if ev > 0]
+        down = [ev for ev in reversed(evs) if ev < 0]
+        if self.config.condition != "continuous":
+            for chain, sign in ((up, 1), (down, -1)):
+                if chain != [sign * (k + 1.0) for k in range(len(chain))]:
+                    raise HdrsynError(
+                        f"evs: {evs}: this model makes whole steps of one stop; "
+                        "use a continuous-condition model for other EVs"
+                    )
+        return up, down
+
+    def forward(self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS) -> StackOutput:
+        """``image``: (B, 3, H, W) in [0, 1], any size."""
+        up, down = self._chains(evs)
+        padded, (height, width) = pad_to(image, self.config.multiple)
+        first_edge = canny_edges(padded)
+        results: dict[float, Tensor] = {0.0: padded}
+        steps = []
+        for net, chain in ((self.stop_up, up), (self.stop_down, down)):
+            current, edge, previous = padded, first_edge, 0.0
+            state: dict[str, Tensor | None] = {}
+            for target in chain:
+                condition = padded.new_tensor([previous, target]).expand(padded.shape[0], 2)
+                output = net(current, edge, condition, state)
+                steps.append((previous, target, output))
+                current, previous = output.image, target
+                edge = output.edge if output.edge is not None else edge
+                results[target] = current
+        ordered = sorted(results)
+        stack = torch.stack([results[ev] for ev in ordered], dim=1)[..., :height, :width]
+        for _, _, output in steps:
+            for name in ("image", "edge", "global_image"):
+                value = getattr(output, name)
+                if value is not None:
+                    setattr(output, name, value[..., :height, :width])
+        return StackOutput(stack, image.new_tensor(ordered), steps)
+
+
+class HDRSynthesizer(nn.Module):
+    """StackGenerator followed by the differentiable HDR layer: one photo → (stack, radiance)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.generator = StackGenerator(config)
+
+    def forward(
+        self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS
+    ) -> tuple[StackOutput, Tensor]:
+        generated = self.generator(image, evs)
+        radiance, _ = merge_exposures(generated.stack, generated.evs)
+        return generated, radiance
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,64 @@
+"""A U-Net with Swish conv blocks, CIN on the decoder and an optional Conv-GRU at the bottleneck."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hdrsyn.models.blocks import ConvBlock, ConvGRU
+
+
+class UNet(nn.Module):
+    """Encoder of ``levels`` poolings (widths ``base·2^i``, capped at ``max_width``), decoder with
+    bilinear upsampling, skip concatenation and CIN on every conv.
+
+    Input sides must be multiples of ``2**levels`` (see :func:`hdrsyn.models.stacknet.pad_to`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        base: int,
+        levels: int,
+        *,
+        max_width: int = 1024,
+        gru: bool = False,
+        cin_mode: str = "discrete",
+    ):
+        super().__init__()
+        widths = [min(base * 2**i, max_width) for i in range(levels + 1)]
+        self.levels = levels
+        self.encoder = nn.ModuleList()
+        channels = in_channels
+        for width in widths[:-1]:
+            self.encoder.append(ConvBlock(channels, width))
+            channels = width
+        self.bottleneck = ConvBlock(channels, widths[-1])
+        self.gru = ConvGRU(widths[-1]) if gru else None
+        self.decoder = nn.ModuleList()
+        channels = widths[-1]
+        for width in reversed(widths[:-1]):
+            self.decoder.append(ConvBlock(channels + width, width, cin_mode))
+            channels = width
+        self.head = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(
+        self, x: Tensor, condition: Tensor, hidden: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Returns ``(output logits, new GRU hidden state or None)``."""
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = nn.functional.avg_pool2d(x, 2)
+        x = self.bottleneck(x)
+        if self.gru is not None:
+            hidden = self.gru(x, hidden)
+            x = hidden
+        for block, skip in zip(self.decoder, reversed(skips), strict=True):
+            x = nn.functional.interpolate(
+                x, size=skip.shape[-2:], mode="bilinear", align_corners=False
+            )
+            x = block(torch.cat([x, skip], dim=1), condition)
+        return self.head(x), hidden if self.gru is not None else None

@@ -1,0 +1,146 @@
+import pytest
+import torch
+
+from hdrsyn import HdrsynError
+from hdrsyn.models import PRESETS, HDRSynthesizer, ModelConfig, StackGenerator, parameter_count
+from hdrsyn.models.blocks import ConditionalInstanceNorm, ConvGRU
+
+TINY = ModelConfig(
+    global_base=4,
+    global_levels=3,
+    local_base=4,
+    local_levels=2,
+    refine_base=4,
+    refine_levels=3,
+    max_width=16,
+)
+
+
+@pytest.mark.parametrize("height, width", [(17, 23), (32, 32), (9, 40)])
+def test_stack_shapes_for_odd_sizes(height, width):
+    torch.manual_seed(0)
+    generator = StackGenerator(TINY).eval()
+    image = torch.rand(2, 3, height, width)
+    out = generator(image)
+    assert out.stack.shape == (2, 7, 3, height, width)
+    assert out.evs.tolist() == [-3, -2, -1, 0, 1, 2, 3]
+    torch.testing.assert_close(out.stack[:, 3], image)  # EV 0 is the input itself
+    assert out.stack.min() >= 0 and out.stack.max() <= 1
+    assert len(out.steps) == 6
+    for _, _, step in out.steps:
+        assert step.edge.shape == (2, 1, height, width)
+        assert step.global_image.shape == (2, 3, height, width)
+
+
+def test_hdr_loss_gradient_reaches_every_subnetwork():
+    torch.manual_seed(0)
+    model = HDRSynthesizer(TINY)
+    image = torch.rand(1, 3, 24, 24) * 0.8 + 0.1
+    _, radiance = model(image)
+    radiance.log().mean().backward()  # through the differentiable HDR layer only
+    for name, module in [
+        (f"{direction}.{net}", getattr(getattr(model.generator, direction), net))
+        for direction in ("stop_up", "stop_down")
+        for net in ("global_net", "local_net", "refine_net")
+    ]:
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(g.abs().sum() for g in grads) > 0, name
+
+
+def test_condition_changes_output():
+    torch.manual_seed(0)
+    norm = ConditionalInstanceNorm(4, "discrete")
+    with torch.no_grad():
+        norm.gamma[1] = 2.0
+        norm.beta[1] = 0.5
+    x = torch.randn(1, 4, 5, 5)
+    first = norm(x, torch.tensor([[0.0, 1.0]]))
+    second = norm(x, torch.tensor([[1.0, 2.0]]))
+    torch.testing.assert_close(second, 2 * first + 0.5)
+    continuous = ConditionalInstanceNorm(4, "continuous")
+    with torch.no_grad():
+        continuous.mlp[-1].weight.normal_()
+    a = continuous(x, torch.tensor([[0.0, 1.0]]))
+    b = continuous(x, torch.tensor([[0.0, 1.5]]))
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_model_output_depends_on_step_condition():
+    torch.manual_seed(0)
+    generator = StackGenerator(TINY)
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if ".norms." in name:  # CIN starts as the identity for every step; make steps differ
+                parameter.normal_(std=0.3)
+    image = torch.rand(1, 3, 16, 16)
+    net = generator.stop_up
+    state_a, state_b = {}, {}
+    edge = torch.zeros(1, 1, 16, 16)
+    a = net(image, edge, torch.tensor([[0.0, 1.0]]), state_a).image
+    b = net(image, edge, torch.tensor([[1.0, 2.0]]), state_b).image
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_recursion_carries_gru_state():
+    torch.manual_seed(0)
+    net = StackGenerator(TINY).stop_up
+    image = torch.rand(1, 3, 16, 16)
+    edge = torch.zeros(1, 1, 16, 16)
+    condition = torch.tensor([[0.0, 1.0]])
+    state = {}
+    first = net(image, edge, condition, state).image
+    assert state["global"] is not None and state["local"] is not None
+    second = net(image, edge, condition, state).image  # same input, carried state
+    fresh = net(image, edge, condition, {}).image
+    torch.testing.assert_close(fresh, first)
+    assert (second - first).abs().max() > 1e-6
+
+
+def test_gru_cell_update():
+    cell = ConvGRU(3)
+    x = torch.randn(1, 3, 4, 4)
+    h = cell(x, None)
+    assert h.shape == x.shape and (h.abs() < 1).all()
+
+
+def test_deterministic_in_eval_mode():
+    torch.manual_seed(0)
+    model = HDRSynthesizer(TINY).eval()
+    image = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        a = model(image)[1]
+        b = model(image)[1]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_presets_build_and_run_at_64(preset):
+    torch.manual_seed(0)
+    model = HDRSynthesizer(PRESETS[preset]).eval()
+    with torch.no_grad():
+        out, radiance = model(torch.rand(1, 3, 64, 64))
+    assert out.stack.shape == (1, 7, 3, 64, 64)
+    assert radiance.shape == (1, 3, 64, 64) and torch.isfinite(radiance).all()
+    expected = {"small": (1e6, 5e6), "paper": (150e6, 250e6)}[preset]
+    assert expected[0] < parameter_count(model) < expected[1]
+
+
+def test_gru_placement_and_ablation_options():
+    paper = StackGenerator(ModelConfig(**{**TINY.to_dict(), "gru": "paper"})).stop_up
+    assert paper.global_net.gru is None and paper.refine_net.gru is not None
+    plain = StackGenerator(ModelConfig(**{**TINY.to_dict(), "decomposition": False}))
+    out = plain(torch.rand(1, 3, 16, 16))
+    assert out.stack.shape == (1, 7, 3, 16, 16) and out.steps[0][2].edge is None
+    no_cin = StackGenerator(ModelConfig(**{**TINY.to_dict(), "condition": "none"}))
+    assert not any("norms" in name for name, _ in no_cin.named_parameters())
+
+
+def test_continuous_condition_allows_fractional_evs():
+    generator = StackGenerator(ModelConfig(**{**TINY.to_dict(), "condition": "continuous"}))
+    out = generator(torch.rand(1, 3, 16, 16), evs=(-1.0, 0.0, 1.5))
+    assert out.evs.tolist() == [-1.0, 0.0, 1.5]
+    with pytest.raises(HdrsynError, match="whole steps"):
+        StackGenerator(TINY)(torch.rand(1, 3, 16, 16), evs=(0.0, 1.5))
+    with pytest.raises(HdrsynError, match="gru"):
+        ModelConfig(gru="everywhere")
