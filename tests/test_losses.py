@@ -1,0 +1,195 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from hdrsyn import HdrsynError
+from hdrsyn.losses import (
+    CoBiLoss,
+    VGG19Features,
+    edge_loss,
+    histogram_loss,
+    l1_loss,
+    mu_law,
+    mu_law_loss,
+    soft_histogram,
+)
+
+
+def test_l1_by_hand():
+    assert l1_loss(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.0])).item() == 0.75
+
+
+def test_soft_histogram_counts_and_shares():
+    image = torch.tensor([0.0, 1.0, 0.5 / 255 * 2, 100 / 255]).view(1, 1, 2, 2)
+    histogram = soft_histogram(image)
+    assert histogram.shape == (1, 1, 256)
+    expected = torch.zeros(256)
+    expected[0] += 1
+    expected[255] += 1
+    expected[1] += 1  # exactly on level 1
+    expected[100] += 1
+    torch.testing.assert_close(histogram[0, 0], expected / 4)
+    halfway = soft_histogram(torch.full((1, 1, 1, 1), 10.5 / 255))[0, 0]
+    assert halfway[10].item() == pytest.approx(0.5, abs=1e-4)
+    assert halfway[11].item() == pytest.approx(0.5, abs=1e-4)
+
+
+def test_soft_histogram_matches_numpy_for_integer_levels():
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, (2, 3, 16, 16))
+    histogram = soft_histogram(torch.from_numpy(levels / 255.0).float())
+    for b in range(2):
+        for c in range(3):
+            counts = np.bincount(levels[b, c].ravel(), minlength=256) / 256
+            np.testing.assert_allclose(histogram[b, c].numpy(), counts, atol=1e-6)
+
+
+def test_histogram_loss_values_and_gradient():
+    image = torch.rand(1, 3, 8, 8)
+    assert histogram_loss(image, image).item() == 0
+    shuffled = image.flatten(2)[..., torch.randperm(64)].view(1, 3, 8, 8)
+    assert histogram_loss(shuffled, image).item() == pytest.approx(0, abs=1e-6)  # spatial-blind
+    black, white = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
+    assert histogram_loss(black, white).item() == pytest.approx(2.0)
+    prediction = (torch.rand(1, 3, 8, 8) * 0.5).requires_grad_()
+    histogram_loss(prediction, image).backward()
+    assert prediction.grad.abs().sum() > 0
+
+
+def test_edge_loss():
+    target = torch.zeros(1, 3, 32, 32)
+    target[..., 8:24, 8:24] = 1  # a bright square: edges on its border
+    from hdrsyn.edges import canny_edges
+
+    edges = canny_edges(target)
+    assert 20 < edges.sum() < 200
+    assert edge_loss(edges, target).item() == 0
+    prediction = torch.full_like(edges, 0.5, requires_grad=True)
+    loss = edge_loss(prediction, target)
+    assert loss.item() == pytest.approx(0.5)
+    loss.backward()
+    assert prediction.grad.abs().sum() > 0
+
+
+def test_mu_law_by_hand():
+    assert mu_law(torch.tensor(1.0)).item() == pytest.approx(1.0)
+    assert mu_law(torch.tensor(0.0)).item() == 0
+    assert mu_law(torch.tensor(0.01), mu=100).item() == pytest.approx(math.log(2) / math.log(101))
+
+
+def test_mu_law_loss_is_scale_free_and_signed_right():
+    target = torch.rand(2, 3, 8, 8) + 0.01
+    assert mu_law_loss(target * 37.0, target).item() == pytest.approx(0, abs=1e-6)
+    brighter = target.clone()
+    brighter[0, :, :4] *= 4  # the top half brighter relative to the peak
+    small = mu_law_loss(target * 1.01, target).item()
+    assert mu_law_loss(brighter, target).item() > small
+    prediction = target.clone().requires_grad_()
+    mu_law_loss(prediction * torch.linspace(0.5, 1, 8), target).backward()
+    assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
+    # by hand: one pixel of two at half the peak vs the full peak
+    a = torch.tensor([1.0, 0.5]).view(1, 1, 1, 2)
+    b = torch.tensor([1.0, 1.0]).view(1, 1, 1, 2)
+    expected = abs(math.log1p(5000 * 0.5) - math.log1p(5000)) / 2
+    assert mu_law_loss(a, b).item() == pytest.approx(expected)
+
+
+def test_cobi_rgb_zero_for_identical_and_grows_with_difference():
+    torch.manual_seed(0)
+    loss = CoBiLoss()
+    assert loss.features == "rgb-patches"
+    image = torch.rand(1, 3, 32, 32)
+    assert loss(image, image).item() == pytest.approx(0, abs=1e-5)
+    shifted = torch.roll(image, 1, dims=3)
+    noisy = (image + 0.3 * torch.randn_like(image)).clamp(0, 1)
+    unrelated = torch.rand(1, 3, 32, 32)
+    values = [loss(x, image).item() for x in (shifted, noisy, unrelated)]
+    assert 0 < values[0] < values[2] and 0 < values[1]
+    # shifting by one pixel costs about the spatial term of one pixel step, no more
+    assert values[0] < 0.1 * (1 / 31) * 1.5 + 0.05
+
+
+def test_cobi_gradient():
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 24, 24)
+    prediction = torch.rand(1, 3, 24, 24, requires_grad=True)
+    CoBiLoss()(prediction, target).backward()
+    assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
+
+
+def test_cobi_chunking_does_not_change_result():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 20, 20), torch.rand(2, 3, 20, 20)
+    whole = CoBiLoss(chunk=100_000)(a, b)
+    chunked = CoBiLoss(chunk=37)(a, b)
+    torch.testing.assert_close(whole, chunked)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operation produces, forward and backward."""
+
+    largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.largest = max(self.largest, value.numel())
+        return out
+
+
+def test_cobi_memory_bounded_at_256():
+    torch.manual_seed(0)
+    prediction = torch.rand(1, 3, 256, 256, requires_grad=True)
+    target = torch.rand(1, 3, 256, 256)
+    loss = CoBiLoss(max_points=4096, chunk=1024)
+    with LargestTensor() as probe:
+        loss(prediction, target).backward()
+    # without tiling the distance matrix alone would hold 4096² (or 65536²) entries
+    assert probe.largest <= 1024 * 4096
+    assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
+
+
+@pytest.fixture
+def vgg_file(tmp_path):
+    torch.manual_seed(0)
+    reference = VGG19Features.__new__(VGG19Features)
+    torch.nn.Module.__init__(reference)
+    layers = []
+    channels = 3
+    for item in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512):
+        if item == "M":
+            layers.append(torch.nn.MaxPool2d(2))
+        else:
+            layers += [torch.nn.Conv2d(channels, item, 3, padding=1), torch.nn.ReLU()]
+            channels = item
+    state = {f"features.{k}": v for k, v in torch.nn.Sequential(*layers).state_dict().items()}
+    save_file(state, tmp_path / "vgg19.safetensors")
+    torch.save(state, tmp_path / "vgg19.pth")
+    return tmp_path
+
+
+def test_cobi_with_local_vgg_weights(vgg_file):
+    for name in ("vgg19.safetensors", "vgg19.pth"):
+        loss = CoBiLoss(vgg_weights=vgg_file / name)
+        assert loss.features == "vgg19"
+        image = torch.rand(1, 3, 32, 32)
+        assert loss(image, image).item() == pytest.approx(0, abs=1e-4)
+        prediction = torch.rand(1, 3, 32, 32, requires_grad=True)
+        value = loss(prediction, image)
+        value.backward()
+        assert value.item() > 0 and prediction.grad.abs().sum() > 0
+        assert all(not p.requires_grad for p in loss.vgg.parameters())
+
+
+def test_vgg_weights_errors(tmp_path):
+    with pytest.raises(HdrsynError, match="not found"):
+        CoBiLoss(vgg_weights=tmp_path / "nope.safetensors")
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    with pytest.raises(HdrsynError, match="bad.pth"):
+        CoBiLoss(vgg_weights=tmp_path / "bad.pth")
