@@ -19,6 +19,11 @@ TONEMAP_EXAMPLES = """examples:
   hdrsyn tonemap city.exr -o city.jpg --key 0.36"""
 
 
+PREVIEW_EXAMPLES = """examples:
+  hdrsyn preview-data ../shared/data/hdr -o samples.png
+  hdrsyn preview-data ../shared/data/hdr -o train.png --split train --count 6 --seed 3"""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line and exit status 2."""
 
@@ -62,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     tonemap.add_argument("--key", type=float, default=0.18, help="key a (default 0.18)")
     tonemap.add_argument("--white", type=float, help="white point (default: brightest pixel)")
     tonemap.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+    preview = commands.add_parser(
+        "preview-data",
+        help="contact sheet of training samples (input, stack, reference)",
+        description="Show what the model trains on: synthetic stacks from a folder of HDR "
+        "images, or real bracketed scenes (one sub-folder each).",
+        epilog=PREVIEW_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    preview.add_argument("data", metavar="DIR", help="HDR folder or bracketed-scenes folder")
+    preview.add_argument("-o", "--output", required=True, metavar="PNG")
+    preview.add_argument("--count", type=int, default=4, help="samples (default 4)")
+    preview.add_argument("--split", choices=("train", "val"), default="val")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--size", type=int, default=192, help="tile side in pixels")
+    preview.add_argument("--force", action="store_true", help="overwrite an existing output")
     return parser
 
 
@@ -89,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tonemap":
             commands.tonemap_file(
                 args.input, args.output, key=args.key, white=args.white, overwrite=args.force
+            )
+        elif args.command == "preview-data":
+            commands.preview_data(
+                args.data,
+                args.output,
+                count=args.count,
+                split=args.split,
+                seed=args.seed,
+                size=args.size,
+                overwrite=args.force,
             )
     except HdrsynError as error:
         print(f"hdrsyn: error: {error}", file=sys.stderr)

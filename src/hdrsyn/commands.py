@@ -132,3 +132,47 @@ def tonemap_file(
     display = _display(radiance, key, white)
     write_ldr(output, display, overwrite=overwrite)
     return display
+
+
+def preview_data(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    count: int = 4,
+    split: str = "val",
+    seed: int = 0,
+    size: int = 192,
+    overwrite: bool = False,
+) -> np.ndarray:
+    """Write a contact sheet of training samples: input, target stack, tone-mapped reference.
+
+    ``source`` is a folder of HDR images (synthetic stacks are made from it) or a folder of
+    bracketed scenes (one sub-folder each).
+    """
+    from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
+    from hdrsyn.plots import contact_sheet
+
+    check_writable(output, overwrite, (".png", ".jpg", ".jpeg"))
+    folder = Path(source)
+    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+        dataset = BracketedStackDataset(folder, size=size)
+    else:
+        dataset = SyntheticStackDataset(folder, size=size, split=split, length=count, seed=seed)
+    rows = []
+    for index in tqdm(range(min(count, len(dataset))), desc="samples", disable=None, leave=False):
+        sample = dataset[index]
+        images = [sample["input"]] + list(sample["stack"])
+        images.append(torch.from_numpy(_display(sample["radiance"], 0.18).copy()).permute(2, 0, 1))
+        labels = [f"input ({sample['curve']})"]
+        labels += [f"EV {ev:+g}" for ev in sample["evs"].tolist()]
+        labels.append(f"reference: {sample['source']}")
+        rows.append(
+            contact_sheet([image.permute(1, 2, 0).numpy() for image in images], labels, size)
+        )
+    width = max(row.shape[1] for row in rows)
+    rows = [
+        np.pad(row, ((0, 6), (0, width - row.shape[1]), (0, 0)), constant_values=1) for row in rows
+    ]
+    sheet = np.concatenate(rows)
+    write_ldr(output, sheet, overwrite=overwrite)
+    return sheet

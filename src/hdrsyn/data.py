@@ -1,0 +1,413 @@
+"""Training and evaluation data: synthetic exposure stacks from real HDR photographs, and folders
+of real bracketed exposures.
+
+Every sample is a dict of tensors:
+
+* ``input``: :math:`(3, H, W)` the photo the model sees (the EV 0 exposure, maybe degraded);
+* ``stack``: :math:`(P, 3, H, W)` the target exposures in [0, 1], EV 0 included;
+* ``evs``: :math:`(P,)` their exposure values in stops (relative to the input);
+* ``radiance``: :math:`(3, H, W)` the reference HDR (relative scale);
+* ``inverse_crf``: :math:`(3, 256)` the log inverse response ``g`` that made the stack (the
+  Debevec–Malik solve of our layer for real brackets).
+
+See docs/data.md for the layout of bracketed folders, the response-curve family and the splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hdrsyn.camera import merge_exposures
+from hdrsyn.errors import HdrsynError
+from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exposure_from_exif, read_hdr, read_ldr
+
+DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+_DENSE = np.concatenate([[0.0], np.geomspace(1e-7, 1.0, 20000)])  # grid for inverting curves
+
+
+# ---------------------------------------------------------------------------------------------
+# Camera response curves
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResponseCurve:
+    """A camera response ``f``: linear exposure in [0, 1] → display value in [0, 1].
+
+    Kinds (all monotone, ``f(0) = 0``, ``f(1) = 1``):
+
+    * ``srgb``: IEC 61966-2-1;
+    * ``gamma``: ``x^(1/γ)``;
+    * ``sigmoid``: a filmic S-curve, the logistic ``σ(k(t − ½))`` of ``t = x^(1/γ)`` rescaled
+      to [0, 1] (contrast ``k``);
+    * ``shoulder``: a camera-like knee, ``x(1 + b)/(x + b)`` then ``^(1/γ)`` (smaller ``b`` =
+      stronger highlight compression), the shape of measured curves in DoRF/EMoR.
+    """
+
+    kind: str
+    gamma: float = 2.2
+    contrast: float = 0.0
+    shoulder: float = 0.0
+
+    def __call__(self, exposure: np.ndarray) -> np.ndarray:
+        x = np.clip(exposure, 0.0, 1.0)
+        if self.kind == "srgb":
+            return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+        if self.kind == "shoulder":
+            x = x * (1 + self.shoulder) / (x + self.shoulder)
+        t = np.power(x, 1 / self.gamma)
+        if self.kind == "sigmoid":
+            k = self.contrast
+            low, high = _sigmoid(-k / 2), _sigmoid(k / 2)
+            return (_sigmoid(k * (t - 0.5)) - low) / (high - low)
+        return t
+
+    def log_inverse(self) -> np.ndarray:
+        """``g(Z) = ln f⁻¹(Z/255)`` for Z = 0…255 (levels 0 and 255 read at 0.5 and 254.5, the
+        centres of what a clipped level can hold), float32 (256,)."""
+        values = self(_DENSE)
+        levels = np.clip(np.arange(256) / 255.0, 0.5 / 255, 254.5 / 255)
+        return np.log(np.interp(levels, values, _DENSE)).astype(np.float32)
+
+    def describe(self) -> str:
+        if self.kind == "srgb":
+            return "sRGB"
+        text = f"{self.kind} g={self.gamma:.2f}"
+        if self.kind == "sigmoid":
+            text += f" k={self.contrast:.1f}"
+        if self.kind == "shoulder":
+            text += f" b={self.shoulder:.2f}"
+        return text
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# Parameter ranges of the two disjoint curve families (training vs testing).
+CURVE_FAMILIES = {
+    "train": {
+        "kinds": ("srgb", "gamma", "sigmoid", "shoulder"),
+        "gamma": ((1.8, 2.6),),
+        "contrast": (2.0, 5.0),
+        "shoulder": (0.3, 3.0),
+    },
+    "test": {
+        "kinds": ("gamma", "sigmoid", "shoulder"),
+        "gamma": ((1.5, 1.8), (2.6, 3.0)),
+        "contrast": (5.0, 7.0),
+        "shoulder": (0.08, 0.3),
+    },
+}
+
+
+def sample_curve(rng: np.random.Generator, family: str = "train") -> ResponseCurve:
+    """Draw a response curve from the ``train`` or ``test`` family (disjoint parameters)."""
+    spec = CURVE_FAMILIES[family]
+    kind = spec["kinds"][rng.integers(len(spec["kinds"]))]
+    low, high = spec["gamma"][rng.integers(len(spec["gamma"]))]
+    gamma = float(rng.uniform(low, high))
+    if kind == "srgb":
+        return ResponseCurve("srgb")
+    if kind == "gamma":
+        return ResponseCurve("gamma", gamma)
+    if kind == "sigmoid":
+        return ResponseCurve("sigmoid", gamma, contrast=float(rng.uniform(*spec["contrast"])))
+    return ResponseCurve("shoulder", gamma, shoulder=float(rng.uniform(*spec["shoulder"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------------
+def is_panorama(image: np.ndarray) -> bool:
+    """Equirectangular panoramas are twice as wide as high."""
+    return image.shape[1] == 2 * image.shape[0]
+
+
+def perspective_view(
+    panorama: np.ndarray, yaw: float, pitch: float, fov: float, size: int
+) -> np.ndarray:
+    """A pinhole view of an equirectangular panorama (degrees; yaw 0 = the image centre).
+
+    Returns:
+        ``(size, size, 3)`` float32.
+    """
+    height, width = panorama.shape[:2]
+    focal = 0.5 * size / math.tan(math.radians(fov) / 2)
+    coords = (np.arange(size, dtype=np.float64) + 0.5 - size / 2) / focal
+    x, y = np.meshgrid(coords, -coords)
+    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    p, q = math.radians(pitch), math.radians(yaw)
+    tilt = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
+    turn = np.array([[math.cos(q), 0, math.sin(q)], [0, 1, 0], [-math.sin(q), 0, math.cos(q)]])
+    rays = rays @ (turn @ tilt).T
+    longitude = np.arctan2(rays[..., 0], rays[..., 2])
+    latitude = np.arcsin(np.clip(rays[..., 1], -1, 1))
+    map_x = ((longitude / (2 * math.pi) + 0.5) * width - 0.5).astype(np.float32)
+    map_y = ((0.5 - latitude / math.pi) * height - 0.5).astype(np.float32)
+    return cv2.remap(panorama, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+
+
+# Splits never share pixels: panorama views look at yaw −20…20° (validation) or 120…240°
+# (training; with a horizontal field of view ≤ 80° the nearest corner is 70° away, while the
+# validation views reach at most 59°); flat images split into the left 30 % and the right 60 %.
+VAL_YAW = (-20.0, 20.0)
+TRAIN_YAW = (120.0, 240.0)
+TRAIN_FOV = (50.0, 80.0)
+VAL_FOV = 60.0
+PITCH = (-15.0, 15.0)
+
+
+def _flat_crop(image: np.ndarray, rng, split: str, size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    left, right = (0, int(0.3 * width)) if split == "val" else (int(0.4 * width), width)
+    side = int(min(height, right - left) * rng.uniform(0.6, 1.0))
+    x = int(rng.integers(left, right - side + 1))
+    y = int(rng.integers(0, height - side + 1))
+    return cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic stacks
+# ---------------------------------------------------------------------------------------------
+def _hdr_files(source: str | os.PathLike | list) -> list[Path]:
+    if isinstance(source, list | tuple):
+        return [Path(p) for p in source]
+    folder = Path(source)
+    if not folder.is_dir():
+        raise HdrsynError(f"{folder}: not a folder of HDR images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in HDR_SUFFIXES)
+    if not files:
+        raise HdrsynError(f"{folder}: no .exr, .hdr or .pfm files")
+    return files
+
+
+def quantise(display: np.ndarray) -> np.ndarray:
+    """8-bit quantisation of display values in [0, 1], returned as float32 multiples of 1/255."""
+    return (np.round(np.clip(display, 0, 1) * 255) / 255).astype(np.float32)
+
+
+class SyntheticStackDataset(Dataset):
+    """Exposure stacks synthesised from real HDR radiance maps (DESIGN.md §5).
+
+    Per sample: a view (perspective from a panorama, or a crop), an exposure set by the
+    auto-exposure rule "geometric-mean luminance at 18 % grey" plus a jitter of up to ±1 stop,
+    a response curve from :data:`CURVE_FAMILIES`, white-balance gains and a flip (training
+    only), and the stack ``f(clip(R · 2^EV))`` quantised to 8 bits. The ``input`` is the EV 0
+    image, optionally degraded by sensor noise (before the curve) and JPEG compression; the
+    targets are clean. Samples are a pure function of ``(seed, split, index)``.
+
+    Args:
+        source: a folder of .exr/.hdr/.pfm files or a list of paths.
+        split: ``train`` (random views, length ``length``) or ``val`` (``length`` fixed views,
+            round-robin over the images, never overlapping the training views).
+        curves: which curve family to draw from (``train`` or ``test``).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | list,
+        *,
+        size: int = 256,
+        split: str = "train",
+        length: int = 1000,
+        seed: int = 0,
+        curves: str = "train",
+        evs: tuple[float, ...] = DEFAULT_EVS,
+        noise: bool = True,
+        jpeg: bool = True,
+    ):
+        if split not in ("train", "val"):
+            raise HdrsynError(f"split: {split!r}; use 'train' or 'val'")
+        if curves not in CURVE_FAMILIES:
+            raise HdrsynError(f"curves: {curves!r}; use 'train' or 'test'")
+        self.files = _hdr_files(source)
+        self.images = [read_hdr(path) for path in self.files]
+        self.size, self.split, self.length, self.seed = size, split, length, seed
+        self.curves, self.evs = curves, tuple(float(ev) for ev in evs)
+        self.noise, self.jpeg = noise and split == "train", jpeg and split == "train"
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        training = self.split == "train"
+        rng = np.random.default_rng([self.seed, int(training), index])
+        which = int(rng.integers(len(self.images))) if training else index % len(self.images)
+        source = self.images[which]
+        if is_panorama(source):
+            yaw = rng.uniform(*(TRAIN_YAW if training else VAL_YAW))
+            fov = rng.uniform(*TRAIN_FOV) if training else VAL_FOV
+            view = perspective_view(source, yaw, rng.uniform(*PITCH), fov, self.size)
+        else:
+            view = _flat_crop(source, rng, self.split, self.size)
+        if training:
+            view = view * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # white balance
+            if rng.random() < 0.5:
+                view = view[:, ::-1]
+        luminance = np.maximum(view @ REC709_LUMA, 1e-6)
+        jitter = rng.uniform(-1.0, 1.0)
+        scale = 0.18 * 2.0**jitter / math.exp(np.log(luminance).mean())  # auto-exposure
+        radiance = np.ascontiguousarray(view * scale, dtype=np.float32)
+        curve = sample_curve(rng, self.curves)
+        stack = np.stack([quantise(curve(radiance * 2.0**ev)) for ev in self.evs])
+        photo = self._degrade(radiance, curve, rng) if training else stack[self.evs.index(0.0)]
+        g = curve.log_inverse()
+        return {
+            "input": torch.from_numpy(photo).permute(2, 0, 1),
+            "stack": torch.from_numpy(stack).permute(0, 3, 1, 2),
+            "evs": torch.tensor(self.evs),
+            "radiance": torch.from_numpy(radiance).permute(2, 0, 1),
+            "inverse_crf": torch.from_numpy(np.stack([g, g, g])),
+            "curve": curve.describe(),
+            "source": self.files[which].name,
+        }
+
+    def _degrade(self, radiance: np.ndarray, curve: ResponseCurve, rng) -> np.ndarray:
+        exposure = radiance
+        if self.noise:
+            shot, read = rng.uniform(0, 0.01), rng.uniform(0, 0.002)
+            sigma = shot * np.sqrt(np.clip(exposure, 0, 1)) + read
+            exposure = exposure + sigma * rng.standard_normal(exposure.shape).astype(np.float32)
+        photo = quantise(curve(exposure))
+        if self.jpeg and rng.random() < 0.5:
+            quality = int(rng.integers(70, 99))
+            pixels = np.round(photo * 255).astype(np.uint8)
+            _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            photo = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+        return photo
+
+
+# ---------------------------------------------------------------------------------------------
+# Real bracketed stacks (VDS / HDR-Eye layout)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Scene:
+    folder: Path
+    images: list[Path]
+    evs: list[float]
+    reference: Path | None
+
+
+class BracketedStackDataset(Dataset):
+    """Real bracketed exposures, one folder per scene (layout in docs/data.md).
+
+    Each scene folder holds two or more LDR exposures, their EVs in ``exposures.json``
+    (``{"file.jpg": -2, ...}``) or ``exposures.csv`` (``file,ev`` rows) or else in EXIF, and
+    optionally a reference ``reference.exr`` / ``.hdr`` / ``.pfm``; without one, the reference
+    is the Debevec merge of the stack through our layer. EVs are made relative to the image at
+    EV 0 (which must exist; with EXIF, the middle exposure is EV 0). ``size`` resizes every
+    image to ``size × size`` (Lanczos), as the paper does.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, size: int | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise HdrsynError(f"{root}: not a folder")
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        if not folders:
+            raise HdrsynError(f"{root}: no scene folders (one folder of exposures per scene)")
+        self.scenes = [_read_scene(folder) for folder in folders]
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict:
+        scene = self.scenes[index]
+        images = [self._resize(read_ldr(path)) for path in scene.images]
+        for path, image in zip(scene.images, images, strict=True):
+            if image.shape != images[0].shape:
+                raise HdrsynError(f"{path}: size differs from {scene.images[0].name}")
+        stack = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        evs = torch.tensor(scene.evs)
+        levels = torch.round(stack * 255).to(torch.uint8)
+        merged, g = merge_exposures(levels, evs)
+        if scene.reference is not None:
+            reference = self._resize(read_hdr(scene.reference))
+            if reference.shape != images[0].shape:
+                raise HdrsynError(f"{scene.reference}: size differs from the exposures")
+            radiance = torch.from_numpy(reference).permute(2, 0, 1)
+        else:
+            radiance = merged
+        return {
+            "input": stack[scene.evs.index(0.0)],
+            "stack": stack,
+            "evs": evs,
+            "radiance": radiance,
+            "inverse_crf": g,
+            "curve": "camera",
+            "source": scene.folder.name,
+        }
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        if self.size is None:
+            return image
+        resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4)
+        return np.clip(resized, 0, None) if image.max() > 1 else np.clip(resized, 0, 1)
+
+
+def _read_scene(folder: Path) -> _Scene:
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in LDR_SUFFIXES)
+    references = sorted(p for p in folder.iterdir() if p.stem == "reference")
+    references = [p for p in references if p.suffix.lower() in HDR_SUFFIXES]
+    if len(images) < 2:
+        raise HdrsynError(f"{folder}: {len(images)} exposure images; a scene needs at least 2")
+    evs = _scene_evs(folder, images)
+    if 0.0 not in evs:
+        raise HdrsynError(f"{folder}: no image at EV 0; EVs are stops relative to the input image")
+    if len(set(evs)) != len(evs):
+        raise HdrsynError(f"{folder}: two images have the same EV")
+    order = sorted(range(len(images)), key=evs.__getitem__)
+    return _Scene(
+        folder,
+        [images[i] for i in order],
+        [evs[i] for i in order],
+        references[0] if references else None,
+    )
+
+
+def _scene_evs(folder: Path, images: list[Path]) -> list[float]:
+    table: dict[str, float] | None = None
+    if (folder / "exposures.json").exists():
+        path = folder / "exposures.json"
+        try:
+            table = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, AttributeError, TypeError) as error:
+            raise HdrsynError(f'{path}: expected {{"file": ev, ...}} ({error})') from None
+    elif (folder / "exposures.csv").exists():
+        path = folder / "exposures.csv"
+        try:
+            with path.open(newline="") as handle:
+                table = {row[0].strip(): float(row[1]) for row in csv.reader(handle) if row}
+        except (ValueError, IndexError) as error:
+            raise HdrsynError(f"{path}: expected 'file,ev' rows ({error})") from None
+    if table is not None:
+        missing = [p.name for p in images if p.name not in table]
+        if missing:
+            raise HdrsynError(f"{path}: no EV for {', '.join(missing)}")
+        evs = [table[p.name] for p in images]
+    else:
+        evs = []
+        for image in images:
+            ev = exposure_from_exif(image)
+            if ev is None:
+                raise HdrsynError(f"{image}: no EXIF exposure time and no exposures.json")
+            evs.append(ev)
+        middle = sorted(evs)[len(evs) // 2]
+        evs = [round(ev - middle, 3) for ev in evs]
+    if not all(math.isfinite(ev) for ev in evs):
+        raise HdrsynError(f"{folder}: EVs must be finite")
+    return evs

@@ -1,0 +1,205 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import data_file
+from PIL import Image
+
+from hdrsyn import HdrsynError, merge_exposures, write_hdr
+from hdrsyn.data import (
+    CURVE_FAMILIES,
+    TRAIN_YAW,
+    VAL_YAW,
+    BracketedStackDataset,
+    ResponseCurve,
+    SyntheticStackDataset,
+    perspective_view,
+    sample_curve,
+)
+from hdrsyn.io import read_ldr
+
+EXAMPLE = [f"ev{ev:+d}.jpg" for ev in range(-3, 4)]
+
+
+@pytest.fixture(scope="module")
+def hdr_folder():
+    return data_file("city.exr").parent
+
+
+@pytest.fixture(scope="module")
+def train_set(hdr_folder):
+    return SyntheticStackDataset(hdr_folder, size=64, length=8, seed=1)
+
+
+def test_stack_monotonic_clipped_and_quantised(train_set):
+    for index in range(4):
+        sample = train_set[index]
+        stack = sample["stack"]
+        assert stack.shape == (7, 3, 64, 64) and sample["evs"].tolist() == list(range(-3, 4))
+        assert (stack.diff(dim=0) >= 0).all()  # pixel by pixel, brighter with EV
+        means = stack.mean(dim=(1, 2, 3))
+        assert (means.diff() > 0).all()
+        levels = stack * 255
+        assert torch.equal(levels, levels.round()) and stack.min() >= 0 and stack.max() <= 1
+        exposure = sample["radiance"] * 2.0**3
+        assert (stack[-1][exposure >= 1] == 1).all()  # clipped where the exposure saturates
+
+
+def test_reference_radiance_consistent_with_stack(train_set):
+    for index in range(3):
+        sample = train_set[index]
+        merged, _ = merge_exposures(
+            sample["stack"], sample["evs"], inverse_crf=sample["inverse_crf"]
+        )
+        reference = sample["radiance"]
+        informative = (sample["stack"] > 0).any(0) & (sample["stack"] < 1).any(0)
+        error = (merged / reference.clamp_min(1e-8) - 1).abs()[informative]
+        assert error.median() < 0.01 and error.quantile(0.95) < 0.05
+
+
+def test_deterministic_given_seed(hdr_folder, train_set):
+    again = SyntheticStackDataset(hdr_folder, size=64, length=8, seed=1)
+    for key in ("input", "stack", "radiance"):
+        assert torch.equal(train_set[3][key], again[3][key])
+    assert not torch.equal(train_set[3]["stack"], train_set[4]["stack"])
+    other = SyntheticStackDataset(hdr_folder, size=64, length=8, seed=2)
+    assert not torch.equal(train_set[3]["stack"], other[3]["stack"])
+
+
+def test_validation_views_are_fixed_and_clean(hdr_folder):
+    val = SyntheticStackDataset(hdr_folder, size=48, split="val", length=6, seed=0)
+    sample = val[2]
+    torch.testing.assert_close(sample["input"], sample["stack"][3])  # no noise, no JPEG
+    assert [val[i]["source"] for i in range(6)] == sorted(p.name for p in val.files)
+
+
+def test_splits_look_at_disjoint_parts_of_the_panorama():
+    # a panorama whose red channel is the longitude in degrees (−180…180 from left to right)
+    height, width = 256, 512
+    longitude = (np.arange(width) + 0.5) / width * 360 - 180
+    panorama = np.zeros((height, width, 3), np.float32)
+    panorama[..., 0] = longitude
+    centre = perspective_view(panorama, 30.0, 0.0, 60.0, 33)[16, 16, 0]
+    assert centre == pytest.approx(30.0, abs=1.0)
+    view = perspective_view(panorama, VAL_YAW[1], 15.0, 60.0, 64)[..., 0]
+    assert view.max() < 60
+    view = perspective_view(panorama, TRAIN_YAW[0], 15.0, 80.0, 64)[..., 0]
+    longitudes = np.where(view < 0, view + 360, view)
+    assert longitudes.min() > 60
+
+
+def test_curve_families_are_monotone_and_disjoint():
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 1001)
+    for family in CURVE_FAMILIES:
+        for _ in range(40):
+            curve = sample_curve(rng, family)
+            y = curve(x)
+            assert y[0] == pytest.approx(0, abs=1e-9) and y[-1] == pytest.approx(1)
+            assert (np.diff(y) >= 0).all()
+            assert np.isfinite(curve.log_inverse()).all()
+    train = [sample_curve(rng, "train") for _ in range(300)]
+    test = [sample_curve(rng, "test") for _ in range(300)]
+    assert {c.kind for c in train} == {"srgb", "gamma", "sigmoid", "shoulder"}
+    train_params = {(c.kind, round(c.gamma, 6), c.contrast, c.shoulder) for c in train}
+    assert not train_params & {(c.kind, round(c.gamma, 6), c.contrast, c.shoulder) for c in test}
+    assert all(not 1.8 <= c.gamma <= 2.6 for c in test)
+
+
+def test_log_inverse_inverts_curve():
+    curve = ResponseCurve("sigmoid", 2.2, contrast=4.0)
+    g = curve.log_inverse()
+    levels = np.arange(5, 251)
+    np.testing.assert_allclose(curve(np.exp(g[levels])), levels / 255, atol=1e-4)
+
+
+def test_synthetic_rejects_bad_folders(tmp_path):
+    with pytest.raises(HdrsynError, match="no .exr"):
+        SyntheticStackDataset(tmp_path)
+    with pytest.raises(HdrsynError, match="not a folder"):
+        SyntheticStackDataset(tmp_path / "missing")
+
+
+def test_non_panoramic_sources_are_cropped(tmp_path):
+    rng = np.random.default_rng(0)
+    write_hdr(tmp_path / "flat.exr", np.exp(rng.normal(0, 1, (60, 100, 3))).astype(np.float32))
+    sample = SyntheticStackDataset(tmp_path, size=32, length=2)[0]
+    assert sample["stack"].shape == (7, 3, 32, 32)
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "interior"
+    scene = tmp_path / "scenes" / "room"
+    scene.mkdir(parents=True)
+    for name in EXAMPLE[1:6]:
+        (scene / name).write_bytes((example / name).read_bytes())
+    return tmp_path / "scenes"
+
+
+def test_bracketed_from_exif_and_json(scenes):
+    dataset = BracketedStackDataset(scenes, size=64)
+    sample = dataset[0]
+    assert sample["evs"].tolist() == [-2, -1, 0, 1, 2]
+    assert sample["stack"].shape == (5, 3, 64, 64)
+    torch.testing.assert_close(sample["input"], sample["stack"][2])
+    assert torch.isfinite(sample["radiance"]).all() and sample["radiance"].shape == (3, 64, 64)
+    room = scenes / "room"
+    (room / "exposures.json").write_text(json.dumps({n: i - 1 for i, n in enumerate(EXAMPLE[1:6])}))
+    assert BracketedStackDataset(scenes)[0]["evs"].tolist() == [-1, 0, 1, 2, 3]
+
+
+def test_bracketed_with_reference_and_csv(scenes):
+    room = scenes / "room"
+    (room / "exposures.csv").write_text(
+        "\n".join(f"{n},{i - 2}" for i, n in enumerate(EXAMPLE[1:6]))
+    )
+    reference = np.full((320, 600, 3), 2.5, np.float32)
+    write_hdr(room / "reference.exr", reference)
+    sample = BracketedStackDataset(scenes)[0]
+    assert torch.all(sample["radiance"] == 2.5)
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda room: (room / "exposures.json").write_text("{not json"), "exposures.json"),
+        (lambda room: (room / "exposures.json").write_text('{"ev-2.jpg": 0}'), "no EV for"),
+        (lambda room: [p.unlink() for p in sorted(room.iterdir())[1:]], "at least 2"),
+        (lambda room: (room / "exposures.csv").write_text("ev-2.jpg\n"), "exposures.csv"),
+    ],
+)
+def test_bracketed_rejects_malformed_folders(scenes, setup, message):
+    setup(scenes / "room")
+    with pytest.raises(HdrsynError, match=message):
+        BracketedStackDataset(scenes)
+
+
+def test_bracketed_rejects_missing_ev0_and_mismatched_sizes(scenes, tmp_path):
+    room = scenes / "room"
+    names = EXAMPLE[1:6]
+    (room / "exposures.json").write_text(json.dumps({n: i + 1 for i, n in enumerate(names)}))
+    with pytest.raises(HdrsynError, match="EV 0"):
+        BracketedStackDataset(scenes)
+    (room / "exposures.json").write_text(json.dumps({n: i - 2 for i, n in enumerate(names)}))
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(room / "ev+1.jpg")
+    with pytest.raises(HdrsynError, match="size differs"):
+        BracketedStackDataset(scenes)[0]
+    with pytest.raises(HdrsynError, match="no scene folders"):
+        BracketedStackDataset(tmp_path / "scenes" / "room")
+
+
+def test_preview_data_cli(hdr_folder, tmp_path, capsys):
+    from hdrsyn.cli import main
+
+    out = tmp_path / "sheet.png"
+    assert (
+        main(["preview-data", str(hdr_folder), "-o", str(out), "--count", "2", "--size", "48"]) == 0
+    )
+    sheet = read_ldr(out)
+    assert sheet.shape[0] > 2 * 48 and sheet.shape[1] > 9 * 48
+    assert main(["preview-data", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "not a folder" in capsys.readouterr().err
