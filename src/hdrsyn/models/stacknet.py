@@ -63,10 +63,8 @@ class ModelConfig:
 PRESETS = {
     # official widths (REFERENCE-NOTES.md): global 32→1024, local 16→256, refinement 16→512
     "paper": ModelConfig(),
-    # narrow enough to train on 2 CPU cores
-    "small": ModelConfig(
-        global_base=8, local_base=8, local_levels=3, refine_base=8, refine_levels=4, max_width=64
-    ),
+    # the same structure, narrow enough to train on 2 CPU cores
+    "small": ModelConfig(global_base=8, local_base=8, refine_base=8, max_width=64),
 }
 
 
