@@ -144,3 +144,19 @@ def test_continuous_condition_allows_fractional_evs():
         StackGenerator(TINY)(torch.rand(1, 3, 16, 16), evs=(0.0, 1.5))
     with pytest.raises(HdrsynError, match="gru"):
         ModelConfig(gru="everywhere")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu_and_trains():
+    torch.manual_seed(0)
+    model = HDRSynthesizer(TINY).eval()
+    image = torch.rand(1, 3, 40, 24)
+    with torch.no_grad():
+        cpu_stack = model(image)[0].stack
+        model.cuda()
+        gpu_stack = model(image.cuda())[0].stack
+    torch.testing.assert_close(gpu_stack.cpu(), cpu_stack, rtol=1e-3, atol=1e-3)
+    model.train()
+    _, radiance = model(image.cuda())
+    radiance.log().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
