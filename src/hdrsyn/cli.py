@@ -24,6 +24,12 @@ PREVIEW_EXAMPLES = """examples:
   hdrsyn preview-data ../shared/data/hdr -o train.png --split train --count 6 --seed 3"""
 
 
+TRAIN_EXAMPLES = """examples:
+  hdrsyn train --config configs/small.toml --run runs/small
+  hdrsyn train --run runs/small --resume
+  torchrun --nproc_per_node 2 -m hdrsyn train --config configs/paper.toml --run runs/paper"""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line and exit status 2."""
 
@@ -83,6 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--seed", type=int, default=0)
     preview.add_argument("--size", type=int, default=192, help="tile side in pixels")
     preview.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+    train = commands.add_parser(
+        "train",
+        help="train the stop-up/stop-down networks (staged, resumable, DDP under torchrun)",
+        description="Staged training from a TOML config; checkpoints, validation sheets and "
+        "log.jsonl go to the run folder. Under torchrun it trains with DDP.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", metavar="TOML", help="training config (new runs)")
+    train.add_argument("--run", required=True, metavar="DIR", help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    train.add_argument("--time-limit", type=float, metavar="SEC", help="checkpoint and stop")
+
+    export = commands.add_parser(
+        "export",
+        help="write a run's latest weights as one safetensors file for --model",
+        description="Copy the generator weights of a run (or one checkpoint folder) into a "
+        "standalone float16 safetensors file that --model and hdrsyn.load_model accept.",
+    )
+    export.add_argument("run", metavar="DIR", help="run folder or checkpoint folder")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.safetensors")
+    export.add_argument("--float32", action="store_true", help="keep float32 weights")
+    export.add_argument("--force", action="store_true", help="overwrite an existing output")
     return parser
 
 
@@ -111,6 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             commands.tonemap_file(
                 args.input, args.output, key=args.key, white=args.white, overwrite=args.force
             )
+        elif args.command == "train":
+            from hdrsyn.train import load_config, train
+
+            if args.config is None and not args.resume:
+                raise HdrsynError("train: give --config for a new run, or --resume")
+            config = None if args.resume else load_config(args.config)
+            train(args.run, config, resume=args.resume, device=args.device,
+                  time_limit=args.time_limit)  # fmt: skip
+        elif args.command == "export":
+            from hdrsyn.train import export_weights
+
+            export_weights(args.run, args.output, half=not args.float32, overwrite=args.force)
         elif args.command == "preview-data":
             commands.preview_data(
                 args.data,
@@ -127,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hdrsyn: interrupted", file=sys.stderr)
         return 130
-    print(f"wrote {args.output}")
+    if args.command != "train":
+        print(f"wrote {args.output}")
     return 0
 
 

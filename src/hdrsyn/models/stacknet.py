@@ -112,6 +112,17 @@ class StopNet(nn.Module):
             **common,
         )
 
+    def global_tone(self, image: Tensor, condition: Tensor, state: dict) -> Tensor:
+        """The global net's estimate of the next exposure (Eq. 4 supervises it)."""
+        logits, state["global"] = self.global_net(image, condition, state.get("global"))
+        return torch.sigmoid(_logit(image) + logits)
+
+    def edges(self, image: Tensor, edge: Tensor, condition: Tensor, state: dict) -> Tensor:
+        """The local net's edge map of the next exposure (Eq. 5 supervises it)."""
+        inputs = torch.cat([image, edge], dim=1)
+        logits, state["local"] = self.local_net(inputs, condition, state.get("local"))
+        return torch.sigmoid(logits)
+
     def forward(
         self, image: Tensor, edge: Tensor, condition: Tensor, state: dict[str, Tensor | None]
     ) -> StepOutput:
@@ -119,12 +130,8 @@ class StopNet(nn.Module):
         if self.global_net is None:
             logits, state["refine"] = self.refine_net(image, condition, state.get("refine"))
             return StepOutput(torch.sigmoid(_logit(image) + logits), None, None)
-        logits, state["global"] = self.global_net(image, condition, state.get("global"))
-        global_image = torch.sigmoid(_logit(image) + logits)
-        logits, state["local"] = self.local_net(
-            torch.cat([image, edge], dim=1), condition, state.get("local")
-        )
-        new_edge = torch.sigmoid(logits)
+        global_image = self.global_tone(image, condition, state)
+        new_edge = self.edges(image, edge, condition, state)
         logits, state["refine"] = self.refine_net(
             torch.cat([image, global_image, new_edge], dim=1), condition, state.get("refine")
         )
