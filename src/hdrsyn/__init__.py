@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from hdrsyn.camera import merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_hdr, read_ldr, write_hdr, write_ldr
+from hdrsyn.reconstruct import load_model, reconstruct
 from hdrsyn.tonemap import tonemap_reinhard
 
 try:
@@ -15,7 +16,9 @@ except PackageNotFoundError:  # running from a source tree without installing
 __all__ = [
     "HdrsynError",
     "__version__",
+    "load_model",
     "merge_exposures",
+    "reconstruct",
     "read_hdr",
     "read_ldr",
     "tonemap_reinhard",

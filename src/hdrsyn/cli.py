@@ -14,6 +14,11 @@ MERGE_EXAMPLES = """examples:
   hdrsyn merge a.jpg b.jpg c.jpg --ev -2 0 2 -o out.hdr --plot-crf crf.png
 EVs are stops relative to each other (exposure time 2^EV); without --ev they come from EXIF."""
 
+RECONSTRUCT_EXAMPLES = """examples:
+  hdrsyn reconstruct examples/interior/ev+0.jpg -o room.exr --preview room.png
+  hdrsyn reconstruct photos/ -o hdr/ --stack-dir stacks/
+The radiance is relative: a mid-grey (level 128) pixel of the photo has radiance 1."""
+
 TONEMAP_EXAMPLES = """examples:
   hdrsyn tonemap city.exr -o city.png
   hdrsyn tonemap city.exr -o city.jpg --key 0.36"""
@@ -25,9 +30,9 @@ PREVIEW_EXAMPLES = """examples:
 
 
 TRAIN_EXAMPLES = """examples:
-  hdrsyn train --config configs/small.toml --run runs/small
-  hdrsyn train --run runs/small --resume
-  torchrun --nproc_per_node 2 -m hdrsyn train --config configs/paper.toml --run runs/paper"""
+  hdrsyn train --config configs/small.toml --run-dir runs/small
+  hdrsyn train --run-dir runs/small --resume
+  torchrun --nproc_per_node 2 -m hdrsyn train --config configs/paper.toml --run-dir runs/paper"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hdrsyn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    reconstruct = commands.add_parser(
+        "reconstruct",
+        help="turn one photo (or a folder of photos) into an HDR image",
+        description="Generate an exposure stack with the trained stop-up/stop-down networks "
+        "and merge it with the differentiable HDR layer (Kim et al. 2021).",
+        epilog=RECONSTRUCT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reconstruct.add_argument("inputs", nargs="+", metavar="IN", help="photo(s) or a folder")
+    reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
+                             help=".exr/.hdr/.pfm for one photo; a folder for several")  # fmt: skip
+    reconstruct.add_argument("--model", default="small", help="shipped name or .safetensors")
+    reconstruct.add_argument("--evs", nargs="+", type=float, metavar="EV",
+                             help="stack exposures (default -3 … 3); must hold 0")  # fmt: skip
+    reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
+    reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
+    reconstruct.add_argument("--max-pixels", type=int, help="network working size (pixels)")
+    reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
         "merge",
@@ -99,10 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", metavar="TOML", help="training config (new runs)")
-    train.add_argument("--run", required=True, metavar="DIR", help="run folder")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run")
+    train.add_argument("--run-dir", required=True, metavar="DIR", help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     train.add_argument("--time-limit", type=float, metavar="SEC", help="checkpoint and stop")
+    train.add_argument("--init", metavar="WEIGHTS", help="fine-tune from these weights")
 
     export = commands.add_parser(
         "export",
@@ -127,7 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     from hdrsyn import commands  # after parsing: --help and --version stay fast
 
     try:
-        if args.command == "merge":
+        if args.command == "reconstruct":
+            commands.reconstruct_files(
+                args.inputs,
+                args.output,
+                model=args.model,
+                evs=args.evs,
+                stack_dir=args.stack_dir,
+                preview=args.preview,
+                max_pixels=args.max_pixels,
+                overwrite=args.force,
+            )
+        elif args.command == "merge":
             commands.merge_files(
                 args.images,
                 args.output,
@@ -148,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.config is None and not args.resume:
                 raise HdrsynError("train: give --config for a new run, or --resume")
             config = None if args.resume else load_config(args.config)
-            train(args.run, config, resume=args.resume, device=args.device,
-                  time_limit=args.time_limit)  # fmt: skip
+            train(args.run_dir, config, resume=args.resume, device=args.device,
+                  time_limit=args.time_limit, init=args.init)  # fmt: skip
         elif args.command == "export":
             from hdrsyn.train import export_weights
 

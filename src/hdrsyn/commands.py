@@ -176,3 +176,81 @@ def preview_data(
     sheet = np.concatenate(rows)
     write_ldr(output, sheet, overwrite=overwrite)
     return sheet
+
+
+def reconstruct_files(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    model: str = "small",
+    evs: Sequence[float] | None = None,
+    stack_dir: str | os.PathLike | None = None,
+    preview: str | os.PathLike | None = None,
+    max_pixels: int | None = None,
+    overwrite: bool = False,
+    key: float = 0.18,
+) -> list[Path]:
+    """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
+    writes ``output/<name>.exr`` for each image, with a progress bar.
+
+    Returns:
+        the HDR files written.
+    """
+    from hdrsyn.models import DEFAULT_EVS
+    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, load_model, reconstruct
+
+    photos = _photos(inputs)
+    output = Path(output)
+    single = len(photos) == 1 and not Path(inputs[0]).is_dir()
+    if single:
+        jobs = [(photos[0], output, Path(preview) if preview else None)]
+    else:
+        if not output.is_dir():
+            raise HdrsynError(f"{output}: several inputs need an existing output folder")
+        folder = Path(preview) if preview else None
+        if folder is not None and not folder.is_dir():
+            raise HdrsynError(f"{folder}: several inputs need an existing --preview folder")
+        jobs = [(p, output / f"{p.stem}.exr", folder / f"{p.stem}.png" if folder else None)
+                for p in photos]  # fmt: skip
+    stack_folder = Path(stack_dir) if stack_dir is not None else None
+    if stack_folder is not None and not stack_folder.is_dir():
+        raise HdrsynError(f"{stack_folder}: --stack-dir must be an existing folder")
+    evs = list(DEFAULT_EVS if evs is None else evs)
+    for photo, hdr, shown in jobs:  # refuse before any work
+        check_writable(hdr, overwrite, HDR_SUFFIXES)
+        if shown is not None:
+            check_writable(shown, overwrite, LDR_SUFFIXES)
+        for ev in evs if stack_folder is not None else []:
+            check_writable(stack_folder / _stack_name(photo, ev), overwrite, (".png",))
+    network = load_model(model)
+    written = []
+    for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
+        result = reconstruct(
+            read_ldr(photo), network, evs=evs, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
+        )
+        write_hdr(hdr, result.radiance, overwrite=overwrite)
+        if shown is not None:
+            radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)
+            write_ldr(shown, _display(radiance, key), overwrite=overwrite)
+        if stack_folder is not None:
+            for ev, image in zip(result.evs, result.stack, strict=True):
+                write_ldr(stack_folder / _stack_name(photo, ev), image, overwrite=overwrite)
+        written.append(hdr)
+    return written
+
+
+def _stack_name(photo: Path, ev: float) -> str:
+    return f"{photo.stem}_ev{ev:+g}.png"
+
+
+def _photos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    photos: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in LDR_SUFFIXES)
+            if not found:
+                raise HdrsynError(f"{item}: no PNG, JPEG or TIFF images")
+            photos += found
+        else:
+            photos.append(item)
+    return photos

@@ -155,11 +155,12 @@ class CoBiLoss(nn.Module):
     otherwise ``patch``×``patch`` RGB patches (the CoBi paper's RGB variant). Every report says
     which (:attr:`features`).
 
-    Memory stays bounded: feature maps with more than ``max_points`` positions are reduced to
-    at most that many (RGB: the image is area-averaged first; VGG: a regular subgrid), and
-    the distance matrix is built ``chunk`` target rows at a time, each chunk recomputed in the
-    backward pass (activation checkpointing), so at most ``chunk × max_points`` distances live
-    at once: 4 M floats (16 MB) with the defaults, whatever the image size.
+    Memory and time stay bounded: feature maps with more than ``max_points`` positions are
+    reduced to at most that many (RGB: the image is area-averaged first; VGG: a regular
+    subgrid), and the distance matrix is built ``chunk`` target rows at a time, each chunk
+    recomputed in the backward pass (activation checkpointing), so at most
+    ``chunk × max_points`` distances live at once: 1 M floats (4 MB) with the defaults,
+    whatever the image size.
     """
 
     def __init__(
@@ -167,7 +168,7 @@ class CoBiLoss(nn.Module):
         vgg_weights: str | os.PathLike | None = None,
         spatial_weight: float = 0.1,
         patch: int = 5,
-        max_points: int = 4096,
+        max_points: int = 1024,
         chunk: int = 1024,
     ):
         super().__init__()

@@ -133,6 +133,7 @@ def _build(kind, values: dict, where: str):
 def config_from_dict(values: dict, where: str = "config") -> TrainConfig:
     """Validate a config mapping (TOML or JSON layout) into a :class:`TrainConfig`."""
     values = dict(values)
+    values.pop("init", None)  # recorded by fine-tuning runs; not part of the config
     model = dict(values.pop("model", {}))
     preset = model.pop("preset", values.pop("preset", ""))
     if preset and preset not in PRESETS:
@@ -366,6 +367,7 @@ def train(
     time_limit: float | None = None,
     stop_after: int | None = None,
     progress: bool | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict:
     """Train (or resume) a run in folder ``run``; return the last validation metrics.
 
@@ -373,6 +375,8 @@ def train(
         config: required for a new run; a resumed run reads ``run/config.json``.
         time_limit: seconds after which to checkpoint and stop (resume later).
         stop_after: total step after which to checkpoint and stop (for tests).
+        init: start a new run from these generator weights (a checkpoint's or an exported
+            ``model.safetensors``) instead of a random initialisation: fine-tuning.
     """
     run = Path(run)
     context = _distributed_context(device)
@@ -386,7 +390,8 @@ def train(
         raise HdrsynError(f"{run}: already holds checkpoints; use --resume or another folder")
     if context.main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        resolved = config.to_dict() | ({"init": str(init)} if init and not resume else {})
+        (run / "config.json").write_text(json.dumps(resolved, indent=2))
 
     torch.manual_seed(config.run.seed)
     generator = StackGenerator(config.model).to(context.device)
@@ -397,6 +402,9 @@ def train(
         weight_decay=config.optim.weight_decay,
     )
     step = 0
+    if init is not None and not resume:
+        weights = load_file(str(init))
+        generator.load_state_dict({k: v.float() for k, v in weights.items()})
     if resume and _checkpoints(run):
         step = load_checkpoint(_checkpoints(run)[-1], generator, optimizer)
 
@@ -542,7 +550,8 @@ def _validation_sheet(path: Path, pictures) -> None:
 
 def export_weights(checkpoint: str | os.PathLike, output: str | os.PathLike, *, half: bool = True,
                    overwrite: bool = False) -> Path:  # fmt: skip
-    """Copy a checkpoint's generator weights into a standalone safetensors file (float16 by
+    """Copy a run's (latest), a checkpoint's or a weights file's generator weights into a
+    standalone safetensors file (float16 by
     default: half the size; :func:`hdrsyn.load_model` computes in float32)."""
     from safetensors import safe_open
     from safetensors.torch import save as save_bytes
@@ -555,9 +564,9 @@ def export_weights(checkpoint: str | os.PathLike, output: str | os.PathLike, *, 
         if not found:
             raise HdrsynError(f"{folder}: no checkpoints")
         folder = found[-1]
-    source = folder / "model.safetensors"
-    if not source.exists():
-        raise HdrsynError(f"{folder}: no model.safetensors")
+    source = folder if folder.suffix == ".safetensors" else folder / "model.safetensors"
+    if not source.is_file():
+        raise HdrsynError(f"{source}: not found (give a run, checkpoint or weights file)")
     check_writable(output, overwrite, (".safetensors",))
     with safe_open(str(source), "pt") as handle:
         metadata = handle.metadata()

@@ -1,0 +1,80 @@
+"""Benchmark: single-photo reconstruction time and peak memory at 1 MP and 12 MP.
+
+    python bench/reconstruct.py                       # small (shipped weights) and paper
+    python bench/reconstruct.py --presets small --sizes 1
+
+Input: the bundled example photo resized to 1 MP (1152 × 864) and 12 MP (4000 × 3000). The
+`paper` preset runs with random weights (none are shipped): its time is what matters. Each case
+runs in a fresh child process (so its peak memory is its own); the reference in every run is
+the time of the plain Debevec merge of a 7-image stack of the same size (`merge_exposures` on
+uint8), and the ratio to it is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+PHOTO = Path(__file__).resolve().parents[1] / "examples" / "interior" / "ev+0.jpg"
+SIZES = {1: (1152, 864), 12: (4000, 3000)}
+
+
+def child(preset: str, megapixels: int) -> None:
+    from hdrsyn import merge_exposures, read_ldr
+    from hdrsyn.models import PRESETS, HDRSynthesizer
+    from hdrsyn.reconstruct import load_model, reconstruct
+
+    width, height = SIZES[megapixels]
+    photo = cv2.resize(read_ldr(PHOTO), (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    if preset == "merge":
+        stack = torch.from_numpy(np.round(np.stack([photo] * 7) * 255).astype(np.uint8))
+        stack = stack.permute(0, 3, 1, 2).contiguous()
+        start = time.perf_counter()
+        merge_exposures(stack, np.arange(-3.0, 4.0))
+    else:
+        torch.manual_seed(0)
+        model = load_model("small") if preset == "small" else HDRSynthesizer(PRESETS[preset]).eval()
+        start = time.perf_counter()
+        reconstruct(photo, model)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["small", "paper"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1, 12], choices=sorted(SIZES))
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("| size | model | time (s) | ratio to a 7-image merge | peak RSS (MB) |")
+    print("|---|---|---|---|---|")
+    for megapixels in args.sizes:
+        results = {}
+        for case in ["merge", *args.presets]:
+            output = subprocess.run(
+                [sys.executable, __file__, "--child", case, str(megapixels)],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            results[case] = json.loads(output.strip().splitlines()[-1])
+        for case, result in results.items():
+            ratio = result["seconds"] / results["merge"]["seconds"]
+            print(f"| {megapixels} MP | {case} | {result['seconds']:.1f} | {ratio:.1f} | "
+                  f"{result['peak_mb']:.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

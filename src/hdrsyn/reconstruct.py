@@ -1,0 +1,134 @@
+"""Single photo → HDR: the trained stack generator, then the differentiable HDR layer.
+
+Large photos keep peak memory bounded: the networks run on a copy reduced to at most
+``max_pixels``, and their exposure change, a per-pixel shift in logit space, is upsampled and
+applied to the full-resolution photo. The global tone (what the networks decide) comes from the
+reduced copy; the local detail of the result is the photo's own, at full resolution, with no
+tiles and so no seams. The merge then runs at full resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from hdrsyn.camera import merge_exposures
+from hdrsyn.errors import HdrsynError
+from hdrsyn.models import DEFAULT_EVS, HDRSynthesizer, ModelConfig
+
+DEFAULT_MAX_PIXELS = 512 * 512
+_EPS = 1e-3
+
+
+def shipped_models() -> list[str]:
+    """Names of the weights shipped inside the package."""
+    folder = resources.files("hdrsyn") / "weights"
+    return sorted(p.name.removesuffix(".safetensors") for p in folder.iterdir()
+                  if p.name.endswith(".safetensors"))  # fmt: skip
+
+
+def load_model(model: str | os.PathLike = "small", device: str | torch.device = "cpu"):
+    """Load trained weights: a shipped name (``"small"``) or a ``.safetensors`` path written by
+    ``hdrsyn export`` or a training checkpoint. Offline; returns an eval-mode
+    :class:`~hdrsyn.models.HDRSynthesizer` in float32."""
+    name = str(model)
+    if name in shipped_models():
+        path = Path(str(resources.files("hdrsyn") / "weights" / f"{name}.safetensors"))
+    else:
+        path = Path(name)
+        if not path.is_file():
+            known = ", ".join(shipped_models()) or "none shipped"
+            raise HdrsynError(f"{path}: no such weights file (shipped models: {known})")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except Exception as error:  # safetensors raises several types for bad files
+        raise HdrsynError(f"{path}: not a readable safetensors file ({error})") from None
+    if "model" not in metadata:
+        raise HdrsynError(f"{path}: no model config in its metadata (not an hdrsyn weights file)")
+    config = ModelConfig(**json.loads(metadata["model"]))
+    synthesizer = HDRSynthesizer(config)
+    try:
+        synthesizer.generator.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as error:
+        raise HdrsynError(f"{path}: weights do not fit the model config ({error})") from None
+    return synthesizer.eval().to(device)
+
+
+@dataclass
+class Reconstruction:
+    radiance: np.ndarray  # (H, W, 3) float32, relative scale
+    stack: np.ndarray  # (P, H, W, 3) float32 in [0, 1]
+    evs: list[float]
+    inverse_crf: np.ndarray  # (3, 256)
+
+
+def _logit(image: Tensor) -> Tensor:
+    return torch.logit(image.clamp(_EPS, 1 - _EPS))
+
+
+@torch.no_grad()
+def reconstruct(
+    photo: np.ndarray,
+    model: nn.Module | str | os.PathLike = "small",
+    *,
+    evs: Sequence[float] = DEFAULT_EVS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Reconstruction:
+    """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
+
+    Args:
+        photo: ``(H, W, 3)`` RGB in [0, 1] (e.g. from :func:`hdrsyn.read_ldr`).
+        model: a loaded model or a name/path for :func:`load_model`.
+        evs: exposures of the generated stack in stops; must hold 0 (the photo).
+        max_pixels: the networks run on a copy of at most this many pixels (see module doc).
+
+    Returns:
+        the radiance (relative scale: a level-128 pixel of the photo, under the recovered
+        response, has radiance 1), the generated stack, its EVs and the response curve.
+    """
+    if not isinstance(model, nn.Module):
+        model = load_model(model)
+    photo = np.asarray(photo, np.float32)
+    if photo.ndim != 3 or photo.shape[2] != 3:
+        raise HdrsynError(f"photo: expected an (H, W, 3) image, got shape {photo.shape}")
+    device = next(model.parameters()).device
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].to(device)
+    height, width = photo.shape[:2]
+    scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
+    if scale < 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        small = nn.functional.interpolate(image, size=size, mode="area")
+    else:
+        small = image
+    generated = model.generator(small, evs)
+    evs_sorted = generated.evs.tolist()
+    if scale < 1.0:
+        base = _logit(image)
+        small_base = _logit(small)
+        stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
+        for index in range(len(evs_sorted)):  # one exposure at a time: bounded memory
+            shift = _logit(generated.stack[:, index]) - small_base
+            shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
+            stack[:, index] = torch.sigmoid(base + shift)
+        stack[:, evs_sorted.index(0.0)] = image
+    else:
+        stack = generated.stack
+    radiance, inverse_crf = merge_exposures(stack[0].float(), generated.evs.float())
+    return Reconstruction(
+        radiance=radiance.permute(1, 2, 0).cpu().numpy(),
+        stack=stack[0].permute(0, 2, 3, 1).cpu().numpy(),
+        evs=evs_sorted,
+        inverse_crf=inverse_crf.cpu().numpy(),
+    )

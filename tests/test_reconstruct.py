@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hdrsyn import HdrsynError, read_hdr, read_ldr
+from hdrsyn.cli import main
+from hdrsyn.reconstruct import load_model, reconstruct, shipped_models
+
+PHOTO = Path(__file__).resolve().parents[1] / "examples" / "interior" / "ev+0.jpg"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("small")
+
+
+def test_shipped_small_model_loads_offline(model):
+    assert "small" in shipped_models()
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_reconstruct_bundled_photo(model):
+    photo = read_ldr(PHOTO)[:96, :160]
+    result = reconstruct(photo, model)
+    assert result.radiance.shape == (96, 160, 3) and result.stack.shape == (7, 96, 160, 3)
+    assert result.evs == [-3, -2, -1, 0, 1, 2, 3]
+    assert np.isfinite(result.radiance).all() and result.radiance.min() > 0
+    np.testing.assert_array_equal(result.stack[3], photo)  # EV 0 is the photo
+    means = result.stack.mean(axis=(1, 2, 3))
+    assert (np.diff(means) > 0).all()  # the generated stack gets brighter with EV
+
+
+def test_large_photos_run_at_reduced_size_without_changing_shape(model):
+    photo = read_ldr(PHOTO)[:128, :192]
+    direct = reconstruct(photo, model)
+    reduced = reconstruct(photo, model, max_pixels=48 * 72)
+    assert reduced.radiance.shape == direct.radiance.shape
+    np.testing.assert_array_equal(reduced.stack[3], photo)  # full-resolution detail kept
+    # the same tone, give or take what the networks see at a quarter of the size
+    log_ratio = np.log(reduced.radiance) - np.log(direct.radiance)
+    assert np.median(np.abs(log_ratio)) < 0.5
+
+
+def test_reconstruct_cli(tmp_path, capsys):
+    out = tmp_path / "room.exr"
+    code = main(["reconstruct", str(PHOTO), "-o", str(out), "--preview", str(tmp_path / "p.png"),
+                 "--stack-dir", str(tmp_path), "--max-pixels", "20000"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert read_hdr(out).shape == (320, 600, 3)
+    assert read_ldr(tmp_path / "p.png").shape == (320, 600, 3)
+    assert sorted(p.name for p in tmp_path.glob("ev+0_ev*.png")) == sorted(
+        f"ev+0_ev{ev:+d}.png" for ev in range(-3, 4)
+    )
+
+
+def test_reconstruct_folder(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (photos / name).write_bytes(PHOTO.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["reconstruct", str(photos), "-o", str(out), "--max-pixels", "10000"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.exr", "b.exr"]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["{d}/missing.jpg", "-o", "{d}/o.exr"], "no such file"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--model", "{d}/nope.safetensors"], "no such weights"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "0", "1.5"], "whole steps"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "1", "2"], "must hold 0"),
+        ([str(PHOTO), "-o", "{d}/exists.exr"], "--force"),
+        ([str(PHOTO), str(PHOTO), "-o", "{d}/o.exr"], "output folder"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/none"], "stack-dir"),
+        (["{d}/bad.safetensors", "-o", "{d}/o.exr"], "not a readable image"),
+    ],
+)
+def test_reconstruct_bad_input(tmp_path, capsys, argv, needle):
+    (tmp_path / "exists.exr").write_bytes(b"keep")
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["reconstruct", *[a.replace("{d}", str(tmp_path)) for a in argv]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_load_model_rejects_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(HdrsynError, match="metadata"):
+        load_model(tmp_path / "other.safetensors")

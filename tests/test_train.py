@@ -1,0 +1,169 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hdrsyn import HdrsynError, write_hdr
+from hdrsyn.reconstruct import load_model
+from hdrsyn.train import (
+    config_from_dict,
+    export_weights,
+    load_config,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def hdr_folder(tmp_path_factory):
+    """Two small HDR images: a panorama and a flat photo, smooth random radiance."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("hdr")
+    rng = np.random.default_rng(0)
+    for name, shape in (("pano.exr", (48, 96)), ("flat.exr", (40, 60))):
+        low = np.exp(rng.normal(0, 1.5, (6, 8, 3))).astype(np.float32)
+        write_hdr(
+            folder / name, cv2.resize(low, shape[::-1], interpolation=cv2.INTER_CUBIC).clip(0)
+        )
+    return folder
+
+
+def tiny_config(source, **run) -> dict:
+    return {
+        "model": {
+            "global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
+            "refine_base": 4, "refine_levels": 2, "max_width": 8,
+        },
+        "data": {"source": str(source), "size": 16, "batch_size": 2, "val_views": 2},
+        "stages": [
+            {"name": "global", "kind": "global", "steps": 2},
+            {"name": "local", "kind": "local", "steps": 2},
+            {"name": "joint", "kind": "joint", "steps": 3},
+        ],
+        "run": {"val_every": 1000, "checkpoint_every": 1, "keep_checkpoints": 2, **run},
+    }  # fmt: skip
+
+
+def write_toml(path: Path, values: dict) -> Path:
+    lines = []
+    for section in ("model", "data", "run"):
+        lines.append(f"[{section}]")
+        for key, value in values[section].items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    for stage in values["stages"]:
+        lines.append("[[stages]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in stage.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_committed_configs_are_valid():
+    small = load_config(ROOT / "configs" / "small.toml")
+    paper = load_config(ROOT / "configs" / "paper.toml")
+    assert small.preset == "small" and paper.preset == "paper"
+    assert [s.kind for s in small.stages] == ["global", "local", "joint", "joint"]
+    assert small.optim.betas == (0.5, 0.999) and small.loss.mu == 5000
+    load_config(ROOT / "configs" / "small-finetune.toml")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["data"].update(colour=1), "unknown key"),
+        (lambda c: c["stages"][0].update(kind="both"), "kind"),
+        (lambda c: c.pop("stages"), "no \\[\\[stages\\]\\]"),
+        (lambda c: c.update(extra={}), "unknown section"),
+        (lambda c: c["model"].update(preset="huge"), "preset"),
+    ],
+)
+def test_config_validation(hdr_folder, change, message):
+    values = tiny_config(hdr_folder)
+    change(values)
+    with pytest.raises(HdrsynError, match=message):
+        config_from_dict(values)
+
+
+def test_training_runs_all_stages_and_records_everything(hdr_folder, tmp_path):
+    run = tmp_path / "run"
+    metrics = train(run, config_from_dict(tiny_config(hdr_folder)), progress=False)
+    assert set(metrics) == {"stack_psnr", "hdr_psnr", "linearised_hdr_psnr"}
+    assert all(np.isfinite(list(metrics.values())))
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["stages"][2]["kind"] == "joint" and resolved["loss"]["mu"] == 5000
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    stages = {row["stage"] for row in log if "stage" in row}
+    assert stages == {"global", "local", "joint"}
+    assert any("hdr" in row for row in log)  # the HDR loss through the layer was used
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-0000006",
+        "step-0000007",
+    ]
+    assert sorted(p.name for p in run.glob("validation-*.png"))  # contact sheets
+    with pytest.raises(HdrsynError, match="already holds"):
+        train(run, config_from_dict(tiny_config(hdr_folder)), progress=False)
+    # export → load_model round trip
+    exported = export_weights(run, tmp_path / "tiny.safetensors")
+    model = load_model(exported)
+    state = load_file(str(run / "checkpoints" / "step-0000007" / "model.safetensors"))
+    for key, value in model.generator.state_dict().items():
+        torch.testing.assert_close(value, state[key].half().float())
+    with torch.no_grad():
+        generated, radiance = model(torch.rand(1, 3, 20, 20))
+    assert radiance.shape == (1, 3, 20, 20)
+
+
+def _final_weights(run: Path) -> dict:
+    last = sorted((run / "checkpoints").glob("step-*"))[-1]
+    return load_file(str(last / "model.safetensors"))
+
+
+def test_resume_after_kill_matches_uninterrupted_run(hdr_folder, tmp_path):
+    config = write_toml(tmp_path / "tiny.toml", tiny_config(hdr_folder))
+    command = [sys.executable, "-m", "hdrsyn", "train", "--config", str(config), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "--run-dir", str(tmp_path / "whole")], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    interrupted = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--run-dir", str(interrupted)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (interrupted / "checkpoints" / "step-0000003").exists():
+        assert time.monotonic() < deadline and process.poll() is None, "no checkpoint in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    steps = sorted((interrupted / "checkpoints").glob("step-*"))
+    assert steps and steps[-1].name < "step-0000007"  # it really was cut short
+    resume = [sys.executable, "-m", "hdrsyn", "train", "--run-dir", str(interrupted), "--resume",
+              "--device", "cpu"]  # fmt: skip
+    subprocess.run(resume, check=True, env=env, capture_output=True)
+    whole, resumed = _final_weights(tmp_path / "whole"), _final_weights(interrupted)
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0)
+
+
+def test_ddp_two_cpu_processes(hdr_folder, tmp_path):
+    config = write_toml(tmp_path / "tiny.toml", tiny_config(hdr_folder))
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "hdrsyn", "train", "--config", str(config), "--run-dir", str(run),
+         "--device", "cpu"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = _final_weights(run)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert max(row["step"] for row in log) == 7
