@@ -17,7 +17,7 @@ from hdrsyn.io import (
     HDR_SUFFIXES,
     LDR_SUFFIXES,
     check_writable,
-    exposure_from_exif,
+    exif_evs,
     read_hdr,
     read_ldr,
     write_bytes,
@@ -45,7 +45,7 @@ def merge_files(
         images: two or more LDR files of the same size.
         output: ``.exr``, ``.hdr`` or ``.pfm`` path.
         evs: exposure of each image in stops; default from EXIF (exposure time, f-number, ISO),
-            relative to the median exposure.
+            relative to the middle exposure.
         preview: optional PNG/JPEG path for a Reinhard-tone-mapped view.
         plot_crf: optional PNG path for a plot of the recovered response curves.
 
@@ -87,14 +87,7 @@ def merge_files(
 
 def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:
     if evs is None:
-        evs = []
-        for path in paths:
-            ev = exposure_from_exif(path)
-            if ev is None:
-                raise HdrsynError(f"{path}: no exposure time in EXIF; give the EVs with --ev")
-            evs.append(ev)
-        median = float(np.median(evs))
-        evs = [ev - median for ev in evs]
+        evs = exif_evs(paths, "give the EVs with --ev")
     evs = [float(ev) for ev in evs]
     if len(evs) != len(paths):
         raise HdrsynError(f"{len(paths)} images but {len(evs)} EVs given (--ev)")

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from hdrsyn.camera import merge_exposures
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exposure_from_exif, read_hdr, read_ldr
+from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, read_hdr, read_ldr
 
 DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -400,14 +400,7 @@ def _scene_evs(folder: Path, images: list[Path]) -> list[float]:
             raise HdrsynError(f"{path}: no EV for {', '.join(missing)}")
         evs = [table[p.name] for p in images]
     else:
-        evs = []
-        for image in images:
-            ev = exposure_from_exif(image)
-            if ev is None:
-                raise HdrsynError(f"{image}: no EXIF exposure time and no exposures.json")
-            evs.append(ev)
-        middle = sorted(evs)[len(evs) // 2]
-        evs = [round(ev - middle, 3) for ev in evs]
+        evs = exif_evs(images, "add exposures.json or exposures.csv")
     if not all(math.isfinite(ev) for ev in evs):
         raise HdrsynError(f"{folder}: EVs must be finite")
     return evs

@@ -143,6 +143,19 @@ def exposure_from_exif(path: str | os.PathLike) -> float | None:
     return math.log2(time * (iso / 100.0) / f_number**2)
 
 
+def exif_evs(paths: list[Path], fix: str) -> list[float]:
+    """Exposure values of a bracket from EXIF, in stops relative to its middle exposure (which
+    so gets EV 0), rounded to 10⁻³ stop. ``fix`` ends the error for a file without EXIF."""
+    evs = []
+    for path in paths:
+        ev = exposure_from_exif(path)
+        if ev is None:
+            raise HdrsynError(f"{path}: no exposure time in EXIF; {fix}")
+        evs.append(ev)
+    middle = sorted(evs)[len(evs) // 2]
+    return [round(ev - middle, 3) for ev in evs]
+
+
 def _positive_or(value, default: float) -> float:
     try:
         number = float(value)
