@@ -423,6 +423,7 @@ def train(
     metrics: dict = {}
     log = run / "log.jsonl"
     amp = config.run.amp and context.device.type == "cuda"
+    board = _tensorboard(run) if context.main else None
 
     boundary = 0
     for stage in config.stages:
@@ -465,6 +466,9 @@ def train(
             if context.main:
                 with log.open("a") as handle:
                     handle.write(json.dumps({"step": step, "stage": stage.name, **values}) + "\n")
+                if board is not None:
+                    for key, value in values.items():
+                        board.add_scalar(f"train/{key}", value, step)
             out_of_time = time_limit is not None and time.monotonic() - started > time_limit
             end_of_stage = step == boundary
             if (
@@ -482,16 +486,30 @@ def train(
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
                 with log.open("a") as handle:
                     handle.write(json.dumps({"step": step, "validation": metrics}) + "\n")
+                if board is not None:
+                    for key, value in metrics.items():
+                        board.add_scalar(f"validation/{key}", value, step)
                 generator.train()
             if out_of_time or step >= stop:
                 break
         bar.close()
         if step >= stop or (time_limit is not None and time.monotonic() - started > time_limit):
             break
+    if board is not None:
+        board.close()
     if context.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def _tensorboard(run: Path):
+    """A TensorBoard writer in ``run/tensorboard`` when the tensorboard package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: log.jsonl always has the same numbers
+        return None
+    return SummaryWriter(str(run / "tensorboard"))
 
 
 @torch.no_grad()
