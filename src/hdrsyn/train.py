@@ -425,7 +425,7 @@ def train(
     amp = config.run.amp and context.device.type == "cuda"
     board = _tensorboard(run) if context.main else None
 
-    boundary = 0
+    boundary, out_of_time = 0, False
     for stage in config.stages:
         stage_start, boundary = boundary, boundary + stage.steps
         if step >= boundary or step >= stop:
@@ -469,7 +469,8 @@ def train(
                 if board is not None:
                     for key, value in values.items():
                         board.add_scalar(f"train/{key}", value, step)
-            out_of_time = time_limit is not None and time.monotonic() - started > time_limit
+            if time_limit is not None:  # every rank must stop at the same step
+                out_of_time = _agree(time.monotonic() - started > time_limit, context)
             end_of_stage = step == boundary
             if (
                 step % config.run.checkpoint_every == 0
@@ -493,7 +494,7 @@ def train(
             if out_of_time or step >= stop:
                 break
         bar.close()
-        if step >= stop or (time_limit is not None and time.monotonic() - started > time_limit):
+        if step >= stop or out_of_time:
             break
     if board is not None:
         board.close()
@@ -501,6 +502,15 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def _agree(flag: bool, context: _Context) -> bool:
+    """True on every rank if it is true on any."""
+    if context.world == 1:
+        return flag
+    value = torch.tensor(float(flag), device=context.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
 
 
 def _tensorboard(run: Path):
