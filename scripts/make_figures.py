@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hdrsyn import merge_exposures, read_ldr, write_ldr
+from hdrsyn import load_model, merge_exposures, read_ldr, reconstruct, write_ldr
 from hdrsyn.io import exposure_from_exif, write_bytes
 from hdrsyn.plots import contact_sheet, response_curve_png
 from hdrsyn.tonemap import srgb_encode, tonemap_reinhard
@@ -34,6 +34,12 @@ def main() -> None:
     labels = [f"EV {ev:+.0f}" for ev in evs]
     write_ldr(IMAGES / "example_stack.png", contact_sheet(images, labels, 120), overwrite=True)
     write_bytes(IMAGES / "example_crf.png", response_curve_png(inverse_crf.numpy()), overwrite=True)
+
+    result = reconstruct(images[3], load_model("small"))
+    shown = srgb_encode(tonemap_reinhard(torch.from_numpy(result.radiance).permute(2, 0, 1)))
+    tiles = [images[3], *result.stack, shown.permute(1, 2, 0).numpy()]
+    labels = ["input", *[f"generated EV {ev:+g}" for ev in result.evs], "HDR, tone-mapped"]
+    write_ldr(IMAGES / "reconstruct_example.png", contact_sheet(tiles, labels, 110), overwrite=True)
 
 
 if __name__ == "__main__":
