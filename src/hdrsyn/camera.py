@@ -36,6 +36,7 @@ from hdrsyn.errors import HdrsynError
 LEVELS = 256
 MID_LEVEL = LEVELS // 2  # g(128) = 0 fixes the unknown scale of E (Debevec & Malik 1997)
 LN2 = math.log(2.0)
+DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the paper's stack, stops from the input
 DEFAULT_SMOOTHNESS = 10.0  # λ of Eq. 1; OpenCV's default (the official code uses 20)
 _SNAP = 1e-3  # levels this close to an integer count as that integer
 

@@ -25,7 +25,7 @@ from hdrsyn.io import (
     write_ldr,
 )
 from hdrsyn.plots import response_curve_png
-from hdrsyn.tonemap import srgb_encode, tonemap_reinhard
+from hdrsyn.tonemap import display
 
 
 def merge_files(
@@ -103,8 +103,7 @@ def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:
 
 def _display(radiance: torch.Tensor, key: float, white: float | None = None) -> np.ndarray:
     """Tone-map ``(3, H, W)`` radiance and sRGB-encode it into ``(H, W, 3)`` in [0, 1]."""
-    encoded = srgb_encode(tonemap_reinhard(radiance, key=key, white=white))
-    return encoded.permute(1, 2, 0).numpy()
+    return display(radiance, key, white).permute(1, 2, 0).numpy()
 
 
 def tonemap_file(
@@ -122,9 +121,9 @@ def tonemap_file(
     """
     check_writable(output, overwrite, LDR_SUFFIXES)
     radiance = torch.from_numpy(read_hdr(source)).permute(2, 0, 1)
-    display = _display(radiance, key, white)
-    write_ldr(output, display, overwrite=overwrite)
-    return display
+    shown = _display(radiance, key, white)
+    write_ldr(output, shown, overwrite=overwrite)
+    return shown
 
 
 def preview_data(
@@ -155,7 +154,7 @@ def preview_data(
     for index in tqdm(range(min(count, len(dataset))), desc="samples", disable=None, leave=False):
         sample = dataset[index]
         images = [sample["input"]] + list(sample["stack"])
-        images.append(torch.from_numpy(_display(sample["radiance"], 0.18).copy()).permute(2, 0, 1))
+        images.append(display(sample["radiance"]))
         labels = [f"input ({sample['curve']})"]
         labels += [f"EV {ev:+g}" for ev in sample["evs"].tolist()]
         labels.append(f"reference: {sample['source']}")
@@ -189,7 +188,7 @@ def reconstruct_files(
     Returns:
         the HDR files written.
     """
-    from hdrsyn.models import DEFAULT_EVS
+    from hdrsyn.camera import DEFAULT_EVS
     from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, load_model, reconstruct
 
     photos = _photos(inputs)

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hdrsyn.camera import merge_exposures
+from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, read_hdr, read_ldr
+from hdrsyn.tonemap import REC709_LUMA
 
-DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+LUMA = np.array(REC709_LUMA, np.float32)
 _DENSE = np.concatenate([[0.0], np.geomspace(1e-7, 1.0, 20000)])  # grid for inverting curves
 
 
@@ -257,7 +257,7 @@ class SyntheticStackDataset(Dataset):
             view = view * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # white balance
             if rng.random() < 0.5:
                 view = view[:, ::-1]
-        luminance = np.maximum(view @ REC709_LUMA, 1e-6)
+        luminance = np.maximum(view @ LUMA, 1e-6)
         jitter = rng.uniform(-1.0, 1.0)
         scale = 0.18 * 2.0**jitter / math.exp(np.log(luminance).mean())  # auto-exposure
         radiance = np.ascontiguousarray(view * scale, dtype=np.float32)

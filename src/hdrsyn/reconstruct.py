@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import Tensor, nn
+from torch import nn
 
-from hdrsyn.camera import merge_exposures
+from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.errors import HdrsynError
-from hdrsyn.models import DEFAULT_EVS, HDRSynthesizer, ModelConfig
+from hdrsyn.models import HDRSynthesizer, ModelConfig
+from hdrsyn.models.stacknet import image_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
-_EPS = 1e-3
 
 
 def shipped_models() -> list[str]:
@@ -74,10 +74,6 @@ class Reconstruction:
     inverse_crf: np.ndarray  # (3, 256)
 
 
-def _logit(image: Tensor) -> Tensor:
-    return torch.logit(image.clamp(_EPS, 1 - _EPS))
-
-
 @torch.no_grad()
 def reconstruct(
     photo: np.ndarray,
@@ -115,11 +111,11 @@ def reconstruct(
     generated = model.generator(small, evs)
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:
-        base = _logit(image)
-        small_base = _logit(small)
+        base = image_logit(image)
+        small_base = image_logit(small)
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
         for index in range(len(evs_sorted)):  # one exposure at a time: bounded memory
-            shift = _logit(generated.stack[:, index]) - small_base
+            shift = image_logit(generated.stack[:, index]) - small_base
             shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
             stack[:, index] = torch.sigmoid(base + shift)
         stack[:, evs_sorted.index(0.0)] = image

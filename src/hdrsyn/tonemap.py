@@ -69,6 +69,11 @@ def tonemap_reinhard(radiance: Tensor, key: float = 0.18, white: float | None = 
     return (radiance.clamp_min(0) * ratio).clamp(0, 1)
 
 
+def display(radiance: Tensor, key: float = 0.18, white: float | None = None) -> Tensor:
+    """What a person sees: :func:`tonemap_reinhard`, then :func:`srgb_encode`; (*, 3, H, W)."""
+    return srgb_encode(tonemap_reinhard(radiance, key=key, white=white))
+
+
 def srgb_encode(linear: Tensor) -> Tensor:
     """sRGB transfer function (IEC 61966-2-1) of linear RGB :math:`(*, 3, H, W)` in [0, 1]."""
     return linear_rgb_to_rgb(linear.clamp(0, 1))

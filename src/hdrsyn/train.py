@@ -555,7 +555,7 @@ def validate(generator: StackGenerator, dataset, device, run: Path | None = None
 def _validation_sheet(path: Path, pictures) -> None:
     from hdrsyn.io import write_ldr
     from hdrsyn.plots import contact_sheet
-    from hdrsyn.tonemap import srgb_encode, tonemap_reinhard
+    from hdrsyn.tonemap import display
 
     rows = []
     for sample, stack, radiance in pictures:
@@ -563,7 +563,7 @@ def _validation_sheet(path: Path, pictures) -> None:
         def shown(image):
             return image.permute(1, 2, 0).numpy()
 
-        tones = [srgb_encode(tonemap_reinhard(r)) for r in (radiance, sample["radiance"])]
+        tones = [display(r) for r in (radiance, sample["radiance"])]
         evs = sample["evs"].tolist()
         images = [shown(sample["input"])] + [shown(x) for x in stack] + [shown(t) for t in tones]
         labels = ["input"] + [f"ours EV {ev:+g}" for ev in evs] + ["ours HDR", "reference HDR"]

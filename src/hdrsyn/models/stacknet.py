@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from hdrsyn.camera import merge_exposures
+from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
 from hdrsyn.models.unet import UNet
@@ -75,7 +75,8 @@ class StepOutput:
     global_image: Tensor | None  # (B, 3, H, W) the global net's tone estimate
 
 
-def _logit(image: Tensor) -> Tensor:
+def image_logit(image: Tensor) -> Tensor:
+    """logit of an image in [0, 1], clamped to [ε, 1 − ε]: where exposure changes are shifts."""
     return torch.logit(image.clamp(_EPS, 1 - _EPS))
 
 
@@ -115,7 +116,7 @@ class StopNet(nn.Module):
     def global_tone(self, image: Tensor, condition: Tensor, state: dict) -> Tensor:
         """The global net's estimate of the next exposure (Eq. 4 supervises it)."""
         logits, state["global"] = self.global_net(image, condition, state.get("global"))
-        return torch.sigmoid(_logit(image) + logits)
+        return torch.sigmoid(image_logit(image) + logits)
 
     def edges(self, image: Tensor, edge: Tensor, condition: Tensor, state: dict) -> Tensor:
         """The local net's edge map of the next exposure (Eq. 5 supervises it)."""
@@ -129,13 +130,13 @@ class StopNet(nn.Module):
         """``condition``: (B, 2) = (ev_from, ev_to); ``state``: GRU states, updated in place."""
         if self.global_net is None:
             logits, state["refine"] = self.refine_net(image, condition, state.get("refine"))
-            return StepOutput(torch.sigmoid(_logit(image) + logits), None, None)
+            return StepOutput(torch.sigmoid(image_logit(image) + logits), None, None)
         global_image = self.global_tone(image, condition, state)
         new_edge = self.edges(image, edge, condition, state)
         logits, state["refine"] = self.refine_net(
             torch.cat([image, global_image, new_edge], dim=1), condition, state.get("refine")
         )
-        return StepOutput(torch.sigmoid(_logit(global_image) + logits), new_edge, global_image)
+        return StepOutput(torch.sigmoid(image_logit(global_image) + logits), new_edge, global_image)
 
 
 @dataclass
@@ -143,9 +144,6 @@ class StackOutput:
     stack: Tensor  # (B, P, 3, H, W) in [0, 1], sorted by EV, the input at EV 0 included
     evs: Tensor  # (P,) stops relative to the input
     steps: list[tuple[float, float, StepOutput]]  # (ev_from, ev_to, output) of every step
-
-
-DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 
 
 def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
