@@ -142,7 +142,7 @@ def preview_data(
     bracketed scenes (one sub-folder each).
     """
     from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
-    from hdrsyn.plots import contact_sheet
+    from hdrsyn.plots import contact_sheet, stack_rows
 
     check_writable(output, overwrite, (".png", ".jpg", ".jpeg"))
     folder = Path(source)
@@ -161,11 +161,7 @@ def preview_data(
         rows.append(
             contact_sheet([image.permute(1, 2, 0).numpy() for image in images], labels, size)
         )
-    width = max(row.shape[1] for row in rows)
-    rows = [
-        np.pad(row, ((0, 6), (0, width - row.shape[1]), (0, 0)), constant_values=1) for row in rows
-    ]
-    sheet = np.concatenate(rows)
+    sheet = stack_rows(rows, gap=6)
     write_ldr(output, sheet, overwrite=overwrite)
     return sheet
 

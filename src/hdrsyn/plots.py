@@ -53,3 +53,13 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], height: int = 160
         tiles.append(np.asarray(canvas))
         tiles.append(np.full((height + 18, 4, 3), 255, np.uint8))
     return np.concatenate(tiles[:-1], axis=1).astype(np.float32) / 255
+
+
+def stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
+    """Stack contact-sheet rows of different widths, left-aligned on white, ``gap`` px apart."""
+    width = max(row.shape[1] for row in rows)
+    padded = [
+        np.pad(row, ((0, gap), (0, width - row.shape[1]), (0, 0)), constant_values=1)
+        for row in rows
+    ]
+    return np.concatenate(padded)

@@ -25,7 +25,6 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
@@ -554,15 +553,14 @@ def validate(generator: StackGenerator, dataset, device, run: Path | None = None
 
 def _validation_sheet(path: Path, pictures) -> None:
     from hdrsyn.io import write_ldr
-    from hdrsyn.plots import contact_sheet
+    from hdrsyn.plots import contact_sheet, stack_rows
     from hdrsyn.tonemap import display
+
+    def shown(image):
+        return image.permute(1, 2, 0).numpy()
 
     rows = []
     for sample, stack, radiance in pictures:
-
-        def shown(image):
-            return image.permute(1, 2, 0).numpy()
-
         tones = [display(r) for r in (radiance, sample["radiance"])]
         evs = sample["evs"].tolist()
         images = [shown(sample["input"])] + [shown(x) for x in stack] + [shown(t) for t in tones]
@@ -571,9 +569,7 @@ def _validation_sheet(path: Path, pictures) -> None:
         rows.append(contact_sheet(
             [shown(x) for x in sample["stack"]], [f"target EV {ev:+g}" for ev in evs], 96
         ))  # fmt: skip
-    width = max(row.shape[1] for row in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]
-    write_ldr(path, np.concatenate(rows), overwrite=True)
+    write_ldr(path, stack_rows(rows, gap=4), overwrite=True)
 
 
 def export_weights(checkpoint: str | os.PathLike, output: str | os.PathLike, *, half: bool = True,
