@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hdrsyn.camera import DEFAULT_EVS, merge_exposures
+from hdrsyn.camera import DEFAULT_EVS, merge_exposures, solve_inverse_crf
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, read_hdr, read_ldr
 from hdrsyn.tonemap import REC709_LUMA
@@ -334,14 +334,14 @@ class BracketedStackDataset(Dataset):
         stack = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         evs = torch.tensor(scene.evs)
         levels = torch.round(stack * 255).to(torch.uint8)
-        merged, g = merge_exposures(levels, evs)
-        if scene.reference is not None:
+        if scene.reference is None:
+            radiance, g = merge_exposures(levels, evs)
+        else:  # only the response curve is needed; no full-resolution merge
+            g = solve_inverse_crf(levels[None], evs[None])[0].float()
             reference = self._resize(read_hdr(scene.reference))
             if reference.shape != images[0].shape:
                 raise HdrsynError(f"{scene.reference}: size differs from the exposures")
             radiance = torch.from_numpy(reference).permute(2, 0, 1)
-        else:
-            radiance = merged
         return {
             "input": stack[scene.evs.index(0.0)],
             "stack": stack,
