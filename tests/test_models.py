@@ -16,6 +16,15 @@ TINY = ModelConfig(
 )
 
 
+def as_if_trained(module):
+    """Output layers start at zero (the untrained net is the physical prior); give them values."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if ".head." in name:
+                parameter.normal_(std=0.1)
+    return module
+
+
 @pytest.mark.parametrize("height, width", [(17, 23), (32, 32), (9, 40)])
 def test_stack_shapes_for_odd_sizes(height, width):
     torch.manual_seed(0)
@@ -35,6 +44,12 @@ def test_stack_shapes_for_odd_sizes(height, width):
 def test_hdr_loss_gradient_reaches_every_subnetwork():
     torch.manual_seed(0)
     model = HDRSynthesizer(TINY)
+    with (
+        torch.no_grad()
+    ):  # output layers start at zero (the prior); make them those of a trained net
+        for name, parameter in model.named_parameters():
+            if ".head." in name:
+                parameter.normal_(std=0.1)
     image = torch.rand(1, 3, 24, 24) * 0.8 + 0.1
     _, radiance = model(image)
     radiance.log().mean().backward()  # through the differentiable HDR layer only
@@ -46,6 +61,33 @@ def test_hdr_loss_gradient_reaches_every_subnetwork():
         grads = [p.grad for p in module.parameters()]
         assert all(g is not None for g in grads), name
         assert sum(g.abs().sum() for g in grads) > 0, name
+
+
+def test_untrained_model_makes_the_physical_srgb_stack():
+    """Zero output layers: every step is the sRGB re-exposure of its input, so the stack is the
+    photo re-exposed by ±1…3 stops (clipping included), computed here in NumPy."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 16, 16)
+    stack = StackGenerator(TINY).eval()(image).stack[0].detach().double().numpy()
+    photo = image[0].double().numpy()
+    linear = np.where(photo <= 0.04045, photo / 12.92, ((photo + 0.055) / 1.055) ** 2.4)
+    for index, ev in enumerate(range(-3, 4)):
+        exposed = np.clip(linear * 2.0**ev, 0, 1)
+        encoded = np.where(
+            exposed <= 0.0031308, exposed * 12.92, 1.055 * exposed ** (1 / 2.4) - 0.055
+        )
+        expected = np.clip(encoded, 1e-3, 1 - 1e-3) if ev else photo  # the logit clamp
+        np.testing.assert_allclose(stack[index], expected, atol=2e-5)
+    identity = StackGenerator(ModelConfig(**{**TINY.to_dict(), "prior": "identity"})).eval()
+    np.testing.assert_allclose(
+        identity(image).stack[0, 0].detach().numpy(),
+        image[0].clamp(1e-3, 1 - 1e-3).numpy(),
+        atol=1e-6,
+    )
+    with pytest.raises(HdrsynError, match="prior"):
+        ModelConfig(prior="linear")
 
 
 def test_condition_changes_output():
@@ -68,7 +110,7 @@ def test_condition_changes_output():
 
 def test_model_output_depends_on_step_condition():
     torch.manual_seed(0)
-    generator = StackGenerator(TINY)
+    generator = as_if_trained(StackGenerator(TINY))
     with torch.no_grad():
         for name, parameter in generator.named_parameters():
             if ".norms." in name:  # CIN starts as the identity for every step; make steps differ
@@ -84,7 +126,7 @@ def test_model_output_depends_on_step_condition():
 
 def test_recursion_carries_gru_state():
     torch.manual_seed(0)
-    net = StackGenerator(TINY).stop_up
+    net = as_if_trained(StackGenerator(TINY)).stop_up
     image = torch.rand(1, 3, 16, 16)
     edge = torch.zeros(1, 1, 16, 16)
     condition = torch.tensor([[0.0, 1.0]])

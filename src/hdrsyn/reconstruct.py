@@ -25,7 +25,7 @@ from torch import nn
 from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.models import HDRSynthesizer, ModelConfig
-from hdrsyn.models.stacknet import image_logit
+from hdrsyn.models.stacknet import image_logit, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
 
@@ -111,13 +111,14 @@ def reconstruct(
     generated = model.generator(small, evs)
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:
-        base = image_logit(image)
-        small_base = image_logit(small)
+        # what the networks added to the physical prior, upsampled, on the full-size prior
+        prior = model.config.prior
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
-        for index in range(len(evs_sorted)):  # one exposure at a time: bounded memory
-            shift = image_logit(generated.stack[:, index]) - small_base
+        for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
+            stops = image.new_tensor([ev])
+            shift = image_logit(generated.stack[:, index]) - prior_logit(small, stops, prior)
             shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
-            stack[:, index] = torch.sigmoid(base + shift)
+            stack[:, index] = torch.sigmoid(prior_logit(image, stops, prior) + shift)
         stack[:, evs_sorted.index(0.0)] = image
     else:
         stack = generated.stack

@@ -19,6 +19,7 @@ from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
 from hdrsyn.models.unet import UNet
+from hdrsyn.tonemap import srgb_decode, srgb_encode
 
 _EPS = 1e-3  # images are clamped to [ε, 1 − ε] before the logit
 
@@ -32,6 +33,9 @@ class ModelConfig:
     bottleneck (the paper's text), ``"none"`` for no recurrent state. ``condition`` is the CIN
     mode: ``"discrete"`` (one γ, β per step), ``"continuous"`` (any EV) or ``"none"``.
     ``decomposition=False`` drops the global and local nets (refinement net alone).
+    ``prior`` is what the image outputs are residuals of: ``"srgb"`` the physical exposure
+    change of the input under an sRGB response (decode, scale by 2^Δ, encode, clip), or
+    ``"identity"`` the input itself.
     """
 
     global_base: int = 32
@@ -44,12 +48,15 @@ class ModelConfig:
     gru: str = "code"
     condition: str = "discrete"
     decomposition: bool = True
+    prior: str = "srgb"
 
     def __post_init__(self):
         if self.gru not in ("code", "paper", "none"):
             raise HdrsynError(f"gru: {self.gru!r}; use 'code', 'paper' or 'none'")
         if self.condition not in ("discrete", "continuous", "none"):
             raise HdrsynError(f"condition: {self.condition!r}; use discrete, continuous or none")
+        if self.prior not in ("srgb", "identity"):
+            raise HdrsynError(f"prior: {self.prior!r}; use 'srgb' or 'identity'")
 
     @property
     def multiple(self) -> int:
@@ -80,11 +87,25 @@ def image_logit(image: Tensor) -> Tensor:
     return torch.logit(image.clamp(_EPS, 1 - _EPS))
 
 
+def exposure_prior(image: Tensor, stops: Tensor) -> Tensor:
+    """``image`` (B, 3, H, W) re-exposed by ``stops`` (B,) as an sRGB camera would: decode,
+    scale by 2^stops, encode, clip. Right wherever the photo is well exposed and the camera is
+    sRGB-like; the networks learn what it misses (clipped regions, other response curves)."""
+    return srgb_encode(srgb_decode(image) * torch.exp2(stops).view(-1, 1, 1, 1).to(image.dtype))
+
+
+def prior_logit(image: Tensor, stops: Tensor, prior: str) -> Tensor:
+    """logit of ``image`` re-exposed by ``stops`` (B,) under ``prior`` (:class:`ModelConfig`)."""
+    return image_logit(exposure_prior(image, stops) if prior == "srgb" else image)
+
+
 class StopNet(nn.Module):
     """One exposure step: global, local and refinement U-Nets (paper Fig. 3).
 
-    The image outputs are residual in logit space, ``sigmoid(logit(input) + net(...))``: an
-    exposure change is close to a shift there, and outputs stay in (0, 1).
+    The image outputs are residual in logit space, ``sigmoid(logit(prior) + net(...))``, where
+    the prior is the input re-exposed by the step under an sRGB response (``ModelConfig.prior``):
+    outputs stay in (0, 1), and the output layers start at zero, so an untrained net already
+    makes the physical stack and training learns only what physics misses.
     """
 
     def __init__(self, config: ModelConfig):
@@ -112,11 +133,19 @@ class StopNet(nn.Module):
             gru=config.gru == "paper" or (config.gru == "code" and not config.decomposition),
             **common,
         )
+        for net in (self.global_net, self.refine_net):
+            if net is not None:
+                nn.init.zeros_(net.head.weight)
+                nn.init.zeros_(net.head.bias)
+
+    def prior(self, image: Tensor, condition: Tensor) -> Tensor:
+        """logit of what the step starts from (see :class:`ModelConfig`)."""
+        return prior_logit(image, condition[:, 1] - condition[:, 0], self.config.prior)
 
     def global_tone(self, image: Tensor, condition: Tensor, state: dict) -> Tensor:
         """The global net's estimate of the next exposure (Eq. 4 supervises it)."""
         logits, state["global"] = self.global_net(image, condition, state.get("global"))
-        return torch.sigmoid(image_logit(image) + logits)
+        return torch.sigmoid(self.prior(image, condition) + logits)
 
     def edges(self, image: Tensor, edge: Tensor, condition: Tensor, state: dict) -> Tensor:
         """The local net's edge map of the next exposure (Eq. 5 supervises it)."""
@@ -130,7 +159,7 @@ class StopNet(nn.Module):
         """``condition``: (B, 2) = (ev_from, ev_to); ``state``: GRU states, updated in place."""
         if self.global_net is None:
             logits, state["refine"] = self.refine_net(image, condition, state.get("refine"))
-            return StepOutput(torch.sigmoid(image_logit(image) + logits), None, None)
+            return StepOutput(torch.sigmoid(self.prior(image, condition) + logits), None, None)
         global_image = self.global_tone(image, condition, state)
         new_edge = self.edges(image, edge, condition, state)
         logits, state["refine"] = self.refine_net(
