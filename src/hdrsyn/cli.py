@@ -29,6 +29,14 @@ PREVIEW_EXAMPLES = """examples:
   hdrsyn preview-data ../shared/data/hdr -o train.png --split train --count 6 --seed 3"""
 
 
+EVALUATE_EXAMPLES = """examples:
+  hdrsyn evaluate --data ../shared/data/hdr -o report/
+  hdrsyn evaluate --data hdr-test/ --model ours=small --model no-hdr=runs/no-hdr -o report/
+  hdrsyn evaluate --data vds-test/ --size 256 --baselines linearised oracle -o vds-report/
+--data is a folder of HDR images (held-out views, test-family response curves) or of bracketed
+scenes, one sub-folder each (docs/data.md). Metrics: docs/results.md."""
+
+
 TRAIN_EXAMPLES = """examples:
   hdrsyn train --config configs/small.toml --run-dir runs/small
   hdrsyn train --run-dir runs/small --resume
@@ -129,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-limit", type=float, metavar="SEC", help="checkpoint and stop")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune from these weights")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score models against classical baselines and the oracle; write a report",
+        description="Run models and baselines on a test set and write report.md, results.csv "
+        "and one picture per image (input, methods, reference, error maps).",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="test-set folder")
+    evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
+    evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
+                          help="shipped name, .safetensors or run folder; repeat to compare "
+                          "(default: small)")  # fmt: skip
+    evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
+                          default=["linearised", "akyuz", "huo", "oracle"],
+                          help="from linearised akyuz huo oracle (default: all)")  # fmt: skip
+    evaluate.add_argument("--views", type=int, default=12, help="views from an HDR folder")
+    evaluate.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")
+
     export = commands.add_parser(
         "export",
         help="write a run's latest weights as one safetensors file for --model",
@@ -190,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             from hdrsyn.train import export_weights
 
             export_weights(args.run, args.output, half=not args.float32, overwrite=args.force)
+        elif args.command == "evaluate":
+            from hdrsyn.evaluate import evaluate
+
+            evaluate(args.data, args.output, models=args.model or ["small"],
+                     baselines=args.baselines, size=args.size, views=args.views,
+                     seed=args.seed, overwrite=args.force)  # fmt: skip
         elif args.command == "preview-data":
             commands.preview_data(
                 args.data,

@@ -38,12 +38,16 @@ def shipped_models() -> list[str]:
 
 
 def load_model(model: str | os.PathLike = "small", device: str | torch.device = "cpu"):
-    """Load trained weights: a shipped name (``"small"``) or a ``.safetensors`` path written by
-    ``hdrsyn export`` or a training checkpoint. Offline; returns an eval-mode
-    :class:`~hdrsyn.models.HDRSynthesizer` in float32."""
+    """Load trained weights: a shipped name (``"small"``), a ``.safetensors`` path written by
+    ``hdrsyn export``, or a run or checkpoint folder of ``hdrsyn train`` (its latest weights).
+    Offline; returns an eval-mode :class:`~hdrsyn.models.HDRSynthesizer` in float32."""
     name = str(model)
     if name in shipped_models():
         path = Path(str(resources.files("hdrsyn") / "weights" / f"{name}.safetensors"))
+    elif Path(name).is_dir():
+        from hdrsyn.train import weights_file
+
+        path = weights_file(name)
     else:
         path = Path(name)
         if not path.is_file():

@@ -32,7 +32,9 @@ def luminance(image: Tensor) -> Tensor:
     return (image * coefficients).sum(dim=-3, keepdim=True)
 
 
-def tonemap_reinhard(radiance: Tensor, key: float = 0.18, white: float | None = None) -> Tensor:
+def tonemap_reinhard(
+    radiance: Tensor, key: float = 0.18, white: float | None = None, like: Tensor | None = None
+) -> Tensor:
     r"""Reinhard et al. 2002 global operator, applied to luminance; colour ratios kept.
 
     .. math::
@@ -47,6 +49,8 @@ def tonemap_reinhard(radiance: Tensor, key: float = 0.18, white: float | None = 
         key: the key ``a`` (0.18 is middle grey; larger is brighter).
         white: ``L_white`` in scaled units; default the largest scaled luminance, so only the
             brightest pixel reaches white.
+        like: take the log average and the default white from this radiance instead (same
+            shape), so that several estimates of one scene are tone-mapped the same way.
 
     Returns:
         display-linear RGB :math:`(*, 3, H, W)` in [0, 1] (apply :func:`srgb_encode` to view).
@@ -56,10 +60,12 @@ def tonemap_reinhard(radiance: Tensor, key: float = 0.18, white: float | None = 
     if key <= 0:
         raise HdrsynError(f"key: must be positive, got {key}")
     world = luminance(radiance.clamp_min(0))
-    log_average = torch.log(_DELTA + world).mean(dim=(-2, -1), keepdim=True).exp()  # Eq. 1
+    statistics = world if like is None else luminance(like.clamp_min(0))
+    log_average = torch.log(_DELTA + statistics).mean(dim=(-2, -1), keepdim=True).exp()  # Eq. 1
     scaled = key / log_average * world  # Eq. 2
     if white is None:
-        white_sq = scaled.amax(dim=(-2, -1), keepdim=True).clamp_min(_DELTA) ** 2
+        brightest = (key / log_average * statistics).amax(dim=(-2, -1), keepdim=True)
+        white_sq = brightest.clamp_min(_DELTA) ** 2
     else:
         if white <= 0:
             raise HdrsynError(f"white: must be positive, got {white}")
@@ -69,9 +75,11 @@ def tonemap_reinhard(radiance: Tensor, key: float = 0.18, white: float | None = 
     return (radiance.clamp_min(0) * ratio).clamp(0, 1)
 
 
-def display(radiance: Tensor, key: float = 0.18, white: float | None = None) -> Tensor:
+def display(
+    radiance: Tensor, key: float = 0.18, white: float | None = None, like: Tensor | None = None
+) -> Tensor:
     """What a person sees: :func:`tonemap_reinhard`, then :func:`srgb_encode`; (*, 3, H, W)."""
-    return srgb_encode(tonemap_reinhard(radiance, key=key, white=white))
+    return srgb_encode(tonemap_reinhard(radiance, key=key, white=white, like=like))
 
 
 def srgb_encode(linear: Tensor) -> Tensor:

@@ -273,6 +273,20 @@ def _checkpoints(run: Path) -> list[Path]:
     return sorted((run / "checkpoints").glob("step-*"))
 
 
+def weights_file(path: str | os.PathLike) -> Path:
+    """The weights of a run folder (its latest checkpoint), a checkpoint folder, or a file."""
+    folder = Path(path)
+    if (folder / "checkpoints").is_dir():
+        found = _checkpoints(folder)
+        if not found:
+            raise HdrsynError(f"{folder}: no checkpoints")
+        folder = found[-1]
+    source = folder if folder.suffix == ".safetensors" else folder / "model.safetensors"
+    if not source.is_file():
+        raise HdrsynError(f"{source}: not found (give a run, checkpoint or weights file)")
+    return source
+
+
 def save_checkpoint(run: Path, generator, optimizer, step: int, keep: int) -> Path:
     """Weights (safetensors) + optimiser/step/RNG state, written to a temporary folder and
     renamed into place, so a kill never leaves a half-written checkpoint."""
@@ -582,15 +596,7 @@ def export_weights(checkpoint: str | os.PathLike, output: str | os.PathLike, *, 
 
     from hdrsyn.io import check_writable, write_bytes
 
-    folder = Path(checkpoint)
-    if (folder / "checkpoints").is_dir():
-        found = _checkpoints(folder)
-        if not found:
-            raise HdrsynError(f"{folder}: no checkpoints")
-        folder = found[-1]
-    source = folder if folder.suffix == ".safetensors" else folder / "model.safetensors"
-    if not source.is_file():
-        raise HdrsynError(f"{source}: not found (give a run, checkpoint or weights file)")
+    source = weights_file(checkpoint)
     check_writable(output, overwrite, (".safetensors",))
     with safe_open(str(source), "pt") as handle:
         metadata = handle.metadata()
@@ -608,4 +614,5 @@ __all__ = [
     "load_config",
     "train",
     "validate",
+    "weights_file",
 ]

@@ -1,0 +1,254 @@
+"""``hdrsyn evaluate``: models, classical baselines and the oracle on one test set, one report.
+
+The test set is either a folder of HDR radiance maps, from which fixed held-out views are made
+exactly as validation makes them (DESIGN.md §5) but through the *test* family of response
+curves, or a folder of real bracketed scenes (:class:`hdrsyn.data.BracketedStackDataset`).
+Every method's radiance is scale-aligned to the reference (:func:`hdrsyn.metrics.align_scale`)
+before any HDR measure; stack measures compare generated and true exposures at EV ±1, ±2, ±3.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hdrsyn import __version__
+from hdrsyn.baselines import BASELINES
+from hdrsyn.camera import merge_exposures
+from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
+from hdrsyn.errors import HdrsynError
+from hdrsyn.io import HDR_SUFFIXES, write_bytes, write_ldr
+from hdrsyn.metrics import (
+    align_scale,
+    hdr_metrics,
+    ms_ssim,
+    psnr,
+    pu21_encode,
+    ssim,
+    well_exposed,
+)
+from hdrsyn.plots import contact_sheet, stack_rows
+from hdrsyn.reconstruct import load_model, reconstruct
+from hdrsyn.tonemap import display, luminance
+
+HDR_COLUMNS = ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr")
+STACK_EVS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
+STACK_COLUMNS = tuple(
+    f"{kind}_ev{ev:+g}" for ev in STACK_EVS for kind in ("psnr", "ssim", "ms_ssim")
+)
+CLASSICAL = (*BASELINES, "oracle")
+ERROR_RANGE = 64.0  # PU21 units at full colour of the error maps (≈ a quarter of SDR range)
+
+
+def test_set(data: str | os.PathLike, *, size: int = 256, views: int = 12, seed: int = 0):
+    """The dataset ``hdrsyn evaluate`` reads from ``data`` (see the module doc)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise HdrsynError(f"{data}: not a folder")
+    if any(p.suffix.lower() in HDR_SUFFIXES for p in data.iterdir()):
+        return SyntheticStackDataset(
+            data, size=size, split="val", length=views, seed=seed, curves="test"
+        )
+    return BracketedStackDataset(data, size=size)
+
+
+def _model_label(spec: str) -> tuple[str, str]:
+    """``NAME=PATH`` or ``PATH``/shipped name → (label, model)."""
+    if "=" in spec:
+        label, model = spec.split("=", 1)
+        if not label or not model:
+            raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
+        return label, model
+    return (Path(spec).stem if spec.endswith(".safetensors") else spec), spec
+
+
+def evaluate(
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    models: list[str] = ("small",),
+    baselines: list[str] = CLASSICAL,
+    size: int = 256,
+    views: int = 12,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> list[dict]:
+    """Run every model and baseline on the test set; write ``report.md``, ``results.csv`` and
+    one picture per image into ``output``. Returns the per-image rows."""
+    unknown = [name for name in baselines if name not in CLASSICAL]
+    if unknown:
+        raise HdrsynError(f"baselines: unknown {', '.join(unknown)}; use {', '.join(CLASSICAL)}")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise HdrsynError(f"{output}: exists and is not a folder")
+    if (output / "report.md").exists() and not overwrite:
+        raise HdrsynError(f"{output}: already holds a report (use --force to overwrite)")
+    labelled = [_model_label(spec) for spec in models]
+    labels = [label for label, _ in labelled] + list(baselines)
+    if len(set(labels)) != len(labels):
+        raise HdrsynError(f"methods: names must differ, got {', '.join(labels)}")
+    loaded = {label: load_model(model) for label, model in labelled}
+    dataset = test_set(data, size=size, views=views, seed=seed)
+    (output / "images").mkdir(parents=True, exist_ok=True)
+    rows, started = [], time.perf_counter()
+    for index in tqdm(range(len(dataset)), desc="evaluate", unit="image"):
+        sample = dataset[index]
+        name = f"{index:03d}_{Path(sample['source']).stem}"
+        radiances, image_rows = _evaluate_one(sample, loaded, baselines)
+        for method, row in image_rows.items():
+            rows.append({"image": name, "source": sample["source"], "curve": sample["curve"],
+                         "method": method, **row})  # fmt: skip
+        picture = _picture(sample, radiances)
+        write_ldr(output / "images" / f"{name}.png", picture, overwrite=True)
+    seconds = time.perf_counter() - started
+    _write_csv(output / "results.csv", rows, overwrite)
+    settings = {
+        "data": str(data),
+        "test set": f"{len(dataset)} images"
+        + (
+            f", {size}², views {views}, seed {seed}, test-family response curves"
+            if isinstance(dataset, SyntheticStackDataset)
+            else f", bracketed scenes{f' resized to {size}²' if size else ''}"
+        ),
+        "models": ", ".join(f"{label} = {model}" for label, model in labelled) or "none",
+        "baselines": ", ".join(baselines) or "none",
+        "hdrsyn": __version__,
+        "machine": f"{platform.machine()}, torch {torch.__version__}, {seconds:.0f} s",
+    }
+    write_bytes(output / "report.md", report_markdown(rows, labels, settings).encode(),
+                overwrite=True)  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines):
+    photo = sample["input"].float()
+    reference = sample["radiance"].float()[None]
+    stack, evs = sample["stack"].float(), [float(ev) for ev in sample["evs"]]
+    mask = well_exposed(photo[None])
+    radiances, rows = {}, {}
+    for label, model in models.items():
+        result = reconstruct(photo.permute(1, 2, 0).numpy(), model)
+        radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
+        generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
+        rows[label] = _hdr_row(radiance, reference, photo)
+        for ev in STACK_EVS:
+            if ev in evs and ev in result.evs:
+                fake = generated[result.evs.index(ev)][None]
+                true = stack[evs.index(ev)][None]
+                rows[label][f"psnr_ev{ev:+g}"] = psnr(fake, true)[0].item()
+                rows[label][f"ssim_ev{ev:+g}"] = ssim(fake, true)[0].item()
+                rows[label][f"ms_ssim_ev{ev:+g}"] = ms_ssim(fake, true)[0].item()
+        radiances[label] = radiance
+    for name in baselines:
+        if name == "oracle":
+            radiance = merge_exposures(stack, torch.tensor(evs))[0][None]
+        else:
+            radiance = BASELINES[name](photo)[None]
+        rows[name] = _hdr_row(radiance, reference, photo)
+        radiances[name] = radiance
+    aligned = {k: align_scale(v, reference, mask) for k, v in radiances.items()}
+    return aligned, rows
+
+
+def _hdr_row(radiance, reference, photo) -> dict:
+    return {k: v[0].item() for k, v in hdr_metrics(radiance, reference, photo[None]).items()}
+
+
+def _picture(sample: dict, aligned: dict) -> np.ndarray:
+    """Row 1: input, every method and the reference, tone-mapped alike. Row 2: the pixels the
+    scale alignment used (light), then each method's |ΔPU21| error map."""
+    reference = sample["radiance"].float()[None]
+
+    def shown(radiance):
+        return display(radiance, like=reference)[0].permute(1, 2, 0).numpy()
+
+    tiles = [sample["input"].permute(1, 2, 0).numpy()] + [shown(r) for r in aligned.values()]
+    top = contact_sheet(tiles + [shown(reference)], ["input", *aligned, "reference"], 160)
+    errors = [_error_map(r, reference) for r in aligned.values()]
+    mask = well_exposed(sample["input"][None])[0, 0].float().numpy()
+    mask = np.repeat(mask[..., None] * 0.6 + 0.2, 3, axis=2)
+    labels = ["scale-alignment pixels", *(f"{k} error" for k in aligned)]
+    bottom = contact_sheet([mask] + errors, labels, 160)
+    return stack_rows([top, bottom])
+
+
+def _error_map(aligned, reference) -> np.ndarray:
+    """|PU21(prediction) − PU21(reference)| of luminance, 0 … ERROR_RANGE, as a colour map."""
+    from matplotlib import colormaps
+
+    from hdrsyn.metrics import DISPLAY_PEAK
+
+    peak = reference.amax().clamp_min(1e-8)
+    codes = [pu21_encode(luminance(x / peak * DISPLAY_PEAK))[0, 0] for x in (aligned, reference)]
+    error = ((codes[0] - codes[1]).abs() / ERROR_RANGE).clamp(0, 1).numpy()
+    return colormaps["magma"](error)[..., :3].astype(np.float32)
+
+
+def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
+    columns = ["image", "source", "curve", "method", *HDR_COLUMNS, *STACK_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_bytes(path, buffer.getvalue().encode(), overwrite=True)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a"
+    array = np.asarray(values)
+    digits = 4 if np.abs(array).max() <= 1 else 2
+    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+
+
+def report_markdown(rows: list[dict], methods: list[str], settings: dict) -> str:
+    """The report: settings, the HDR table (all methods), the stack table (models)."""
+    by_method = {m: [r for r in rows if r["method"] == m] for m in methods}
+    lines = ["# hdrsyn evaluation", ""]
+    lines += [f"- {key}: {value}" for key, value in settings.items()]
+    lines += [
+        "",
+        "HDR measures after one-scalar scale alignment (log space, well-exposed pixels of the",
+        "input); mean ± std over images. Definitions: docs/results.md.",
+        "",
+        "| method | PU21-PSNR (dB) | PU21-SSIM | log-PSNR (dB) | μ-law PSNR (dB) |",
+        "|---|---|---|---|---|",
+    ]
+    for method, items in by_method.items():
+        cells = [_mean_std([r[c] for r in items]) for c in HDR_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    stacked = [m for m, items in by_method.items() if items and "psnr_ev+1" in items[0]]
+    if stacked:
+        lines += ["", "Generated exposures against the true ones (PSNR dB / SSIM / MS-SSIM):", ""]
+        lines += ["| method | " + " | ".join(f"EV {ev:+g}" for ev in STACK_EVS) + " |"]
+        lines += ["|---" * (len(STACK_EVS) + 1) + "|"]
+        for method in stacked:
+            items = by_method[method]
+            cells = []
+            for ev in STACK_EVS:
+                parts = [
+                    _mean_std([r.get(f"{kind}_ev{ev:+g}", math.nan) for r in items])
+                    for kind in ("psnr", "ssim", "ms_ssim")
+                ]
+                cells.append(" / ".join(parts))
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Per image: results.csv. Pictures: images/ (input, methods and reference tone-mapped",
+        f"alike; below them |ΔPU21| error maps, 0 … {ERROR_RANGE:g} PU units).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Baselines by hand, and `hdrsyn evaluate` end to end on tiny test sets the tests make."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_stack
+
+from hdrsyn.baselines import akyuz, huo, linearised
+from hdrsyn.cli import main
+from hdrsyn.io import write_hdr, write_ldr
+from hdrsyn.tonemap import srgb_decode
+
+
+def test_akyuz_is_a_linear_luminance_stretch_keeping_colour():
+    photo = torch.rand(3, 8, 8) * 0.9 + 0.05
+    linear = srgb_decode(photo)
+    lum = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    expected_lum = 3000 * (lum - lum.min()) / (lum.max() - lum.min())
+    out = akyuz(photo)
+    out_lum = 0.2126 * out[0] + 0.7152 * out[1] + 0.0722 * out[2]
+    torch.testing.assert_close(out_lum, expected_lum, rtol=1e-4, atol=1e-3)
+    lit = out_lum > 0  # the darkest pixel maps to black
+    chroma = (out / out.sum(0))[:, lit], (linear / linear.sum(0))[:, lit]
+    torch.testing.assert_close(*chroma, rtol=1e-4, atol=1e-4)
+
+
+def test_huo_on_a_flat_image_by_hand():
+    """Flat image: the bilateral filter and log-mean are the luminance L itself, so
+    L_exp = (L / L) ((kL)^n + (kL)^n)^(1/n) = 2^(1/n) k L."""
+    photo = torch.full((3, 16, 16), 0.6)
+    lum = srgb_decode(photo)[0, 0, 0].item()
+    expected = 2 ** (1 / 0.86) * 3000 * lum
+    torch.testing.assert_close(huo(photo), torch.full((3, 16, 16), expected), rtol=1e-4, atol=0)
+
+
+def test_huo_expands_highlights_more_than_shadows():
+    photo = torch.linspace(0.05, 1.0, 64).repeat(3, 64, 1)
+    ratio = huo(photo)[1] / linearised(photo)[1].clamp_min(1e-6)
+    assert ratio[0, -1] > ratio[0, 0]  # bright regions are boosted relative to dark ones
+
+
+@pytest.fixture
+def hdr_test_folder(tmp_path):
+    folder = tmp_path / "hdr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        coarse = rng.uniform(0.01, 1, (6, 6, 3)).astype(np.float32)
+        radiance = np.kron(coarse, np.ones((16, 16, 1), np.float32)) ** 3 * 40
+        write_hdr(folder / f"{name}.exr", radiance)
+    return folder
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluate_cli_end_to_end(hdr_test_folder, tmp_path, capsys):
+    report = tmp_path / "report"
+    argv = ["evaluate", "--data", str(hdr_test_folder), "-o", str(report), "--views", "2",
+            "--size", "64", "--model", "ours=small"]  # fmt: skip
+    assert main(argv) == 0
+    rows = read_rows(report / "results.csv")
+    assert [r["method"] for r in rows] == ["ours", "linearised", "akyuz", "huo", "oracle"] * 2
+    for row in rows:
+        for column in ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr"):
+            assert np.isfinite(float(row[column])), (row["method"], column)
+    assert rows[0]["psnr_ev+1"] and rows[0]["ms_ssim_ev+1"] == "nan"  # 64 px: too small
+    assert rows[1]["psnr_ev+1"] == ""  # baselines make no stack
+    oracle = [float(r["mu_psnr"]) for r in rows if r["method"] == "oracle"]
+    linear = [float(r["mu_psnr"]) for r in rows if r["method"] == "linearised"]
+    assert min(oracle) > max(linear)  # the true stack beats a single linearised photo
+    text = (report / "report.md").read_text()
+    assert "| ours |" in text and "| oracle |" in text and "EV +3" in text
+    assert len(list((report / "images").glob("*.png"))) == 2
+    capsys.readouterr()
+    assert main(argv) == 2  # no silent overwrite
+    assert "already holds a report" in capsys.readouterr().err
+    assert main([*argv, "--force", "--baselines", "oracle"]) == 0
+    assert {r["method"] for r in read_rows(report / "results.csv")} == {"ours", "oracle"}
+
+
+def test_evaluate_bracketed_scenes(tmp_path):
+    from hdrsyn.evaluate import evaluate
+
+    root = tmp_path / "scenes"
+    rng = np.random.default_rng(1)
+    for scene in ("s1", "s2"):
+        folder = root / scene
+        folder.mkdir(parents=True)
+        radiance = np.kron(rng.uniform(0.02, 2, (4, 4, 3)), np.ones((12, 12, 1)))
+        evs = [-2.0, 0.0, 2.0]
+        for ev, image in zip(evs, make_stack(radiance, evs=np.array(evs)), strict=True):
+            write_ldr(folder / f"ev{ev:+g}.png", image / 255.0)
+        (folder / "exposures.json").write_text(
+            '{"ev-2.png": -2, "ev+0.png": 0, "ev+2.png": 2}'
+        )
+    rows = evaluate(root, tmp_path / "out", models=[], baselines=["linearised", "oracle"],
+                    size=48)  # fmt: skip
+    assert len(rows) == 4 and {r["source"] for r in rows} == {"s1", "s2"}
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--data", "missing-folder"], "not a folder"),
+        (["--baselines", "magic"], "unknown magic"),
+        (["--model", "nope.safetensors"], "no such weights file"),
+        (["--model", "=x"], "NAME=PATH"),
+    ],
+)
+def test_evaluate_bad_input(hdr_test_folder, tmp_path, capsys, argv, needle):
+    base = {"--data": str(hdr_test_folder), "-o": str(tmp_path / "r")}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    args = ["evaluate", *[x for pair in base.items() for x in pair], "--views", "1", "--size", "32"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
