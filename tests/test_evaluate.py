@@ -95,9 +95,7 @@ def test_evaluate_bracketed_scenes(tmp_path):
         evs = [-2.0, 0.0, 2.0]
         for ev, image in zip(evs, make_stack(radiance, evs=np.array(evs)), strict=True):
             write_ldr(folder / f"ev{ev:+g}.png", image / 255.0)
-        (folder / "exposures.json").write_text(
-            '{"ev-2.png": -2, "ev+0.png": 0, "ev+2.png": 2}'
-        )
+        (folder / "exposures.json").write_text('{"ev-2.png": -2, "ev+0.png": 0, "ev+2.png": 2}')
     rows = evaluate(root, tmp_path / "out", models=[], baselines=["linearised", "oracle"],
                     size=48)  # fmt: skip
     assert len(rows) == 4 and {r["source"] for r in rows} == {"s1", "s2"}

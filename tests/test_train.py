@@ -76,6 +76,35 @@ def test_committed_configs_are_valid():
     load_config(ROOT / "configs" / "small-finetune.toml")
 
 
+@pytest.mark.parametrize("name", ["no-hdr-loss", "no-cobi", "no-cin", "no-decomposition",
+                                  "no-recurrence"])  # fmt: skip
+def test_ablation_configs_differ_from_small_only_where_marked_and_train(name, hdr_folder, tmp_path):
+    small = load_config(ROOT / "configs" / "small.toml").to_dict()
+    ablation = load_config(ROOT / "configs" / "ablations" / f"{name}.toml").to_dict()
+    changed = {
+        f"{section}.{key}"
+        for section in ("model", "data", "optim", "loss", "run")
+        for key in small[section]
+        if small[section][key] != ablation[section][key]
+    }
+    expected = {
+        "no-hdr-loss": {"loss.hdr"}, "no-cobi": {"loss.cobi"}, "no-cin": {"model.condition"},
+        "no-decomposition": {"model.decomposition"}, "no-recurrence": {"model.gru"},
+    }[name]  # fmt: skip
+    assert changed == expected
+    steps = sum(s["steps"] for s in small["stages"])
+    assert sum(s["steps"] for s in ablation["stages"]) == steps  # the same budget
+    # the ablated model trains (tiny widths, a couple of steps of each of its stages)
+    tiny = tiny_config(hdr_folder)
+    tiny["model"].update({k.split(".")[1]: ablation["model"][k.split(".")[1]]
+                          for k in changed if k.startswith("model.")})  # fmt: skip
+    tiny["loss"] = {k: ablation["loss"][k] for k in ("hdr", "cobi")}
+    kinds = {s["kind"] for s in ablation["stages"]}
+    tiny["stages"] = [s for s in tiny["stages"] if s["kind"] in kinds]
+    metrics = train(tmp_path / "run", config_from_dict(tiny), progress=False)
+    assert all(np.isfinite(list(metrics.values())))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -84,6 +113,7 @@ def test_committed_configs_are_valid():
         (lambda c: c.pop("stages"), "no \\[\\[stages\\]\\]"),
         (lambda c: c.update(extra={}), "unknown section"),
         (lambda c: c["model"].update(preset="huge"), "preset"),
+        (lambda c: c["model"].update(decomposition=False), "global, local train the global"),
     ],
 )
 def test_config_validation(hdr_folder, change, message):

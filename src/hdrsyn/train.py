@@ -155,6 +155,12 @@ def config_from_dict(values: dict, where: str = "config") -> TrainConfig:
     )
     if values:
         raise HdrsynError(f"{where}: unknown section(s) {', '.join(sorted(values))}")
+    separate = [s.name for s in config.stages if s.kind != "joint"]
+    if not config.model.decomposition and separate:
+        raise HdrsynError(
+            f"{where}: stage(s) {', '.join(separate)} train the global/local nets, which a "
+            "model without decomposition lacks; use joint stages"
+        )
     return config
 
 
@@ -225,18 +231,20 @@ class StageObjective(nn.Module):
         total, parts = 0.0, {}
         for _, target_ev, step in generated.steps:
             truth = stack[:, index[target_ev]].float()
-            image, tone = step.image.float(), step.global_image.float()
-            terms = {
-                "l1": l1_loss(image, truth),
-                "global_l1": l1_loss(tone, truth),
-                "histogram": histogram_loss(tone, truth),
-                "edge": edge_loss(step.edge.float(), truth),
-            }
-            loss = (
-                self.weights.l1 * (terms["l1"] + terms["global_l1"])
-                + self.weights.histogram * terms["histogram"]
-                + self.weights.edge * terms["edge"]
-            )
+            image = step.image.float()
+            terms = {"l1": l1_loss(image, truth)}
+            loss = self.weights.l1 * terms["l1"]
+            if step.global_image is not None:  # a decomposed StopNet (not the ablation)
+                tone = step.global_image.float()
+                terms["global_l1"] = l1_loss(tone, truth)
+                terms["histogram"] = histogram_loss(tone, truth)
+                terms["edge"] = edge_loss(step.edge.float(), truth)
+                loss = (
+                    loss
+                    + self.weights.l1 * terms["global_l1"]
+                    + self.weights.histogram * terms["histogram"]
+                    + self.weights.edge * terms["edge"]
+                )
             if self.stage.cobi and self.weights.cobi > 0:
                 terms["cobi"] = self.cobi(image, truth)
                 loss = loss + self.weights.cobi * terms["cobi"]
