@@ -93,10 +93,11 @@ def log_psnr(aligned: Tensor, reference: Tensor) -> Tensor:
 
 
 def pu21_encode(luminance_cd: Tensor) -> Tensor:
-    """PU21 code of absolute luminance (cd/m², clamped to [0.005, 10000]): about 0–600."""
+    """PU21 code of absolute luminance (cd/m², clamped to [0.005, 10000]), floored at 0:
+    about 0–600, with 100 cd/m² (SDR white) near 256."""
     p1, p2, p3, p4, p5, p6, p7 = PU21_PARAMETERS
     powered = luminance_cd.clamp(*PU21_RANGE).pow(p4)
-    return p7 * (((p1 + p2 * powered) / (1 + p3 * powered)).pow(p5) - p6)
+    return (p7 * (((p1 + p2 * powered) / (1 + p3 * powered)).pow(p5) - p6)).clamp_min(0)
 
 
 def _absolute(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
