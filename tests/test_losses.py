@@ -14,10 +14,10 @@ from hdrsyn.losses import (
     edge_loss,
     histogram_loss,
     l1_loss,
-    mu_law,
     mu_law_loss,
     soft_histogram,
 )
+from hdrsyn.metrics import mu_law
 
 
 def test_l1_by_hand():
@@ -92,11 +92,28 @@ def test_mu_law_loss_is_scale_free_and_signed_right():
     prediction = target.clone().requires_grad_()
     mu_law_loss(prediction * torch.linspace(0.5, 1, 8), target).backward()
     assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
-    # by hand: one pixel of two at half the peak vs the full peak
+    # by hand: one pixel of two at half the other; aligned by the geometric-mean ratio √2
     a = torch.tensor([1.0, 0.5]).view(1, 1, 1, 2)
     b = torch.tensor([1.0, 1.0]).view(1, 1, 1, 2)
+    r = math.sqrt(2)
+    expected = (abs(math.log1p(5000 * r) - math.log1p(5000))
+                + abs(math.log1p(5000 * r / 2) - math.log1p(5000))) / 2  # fmt: skip
+    assert mu_law_loss(a, b).item() == pytest.approx(expected, rel=1e-5)
+    # with a mask, only the masked pixels set the scale
+    mask = torch.tensor([True, False]).view(1, 1, 1, 2)
     expected = abs(math.log1p(5000 * 0.5) - math.log1p(5000)) / 2
-    assert mu_law_loss(a, b).item() == pytest.approx(expected)
+    assert mu_law_loss(a, b, mask=mask).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_mu_law_loss_is_not_set_by_the_predictions_brightest_pixel():
+    """A wrong highlight costs its own pixels, not a shift of the whole image."""
+    target = torch.rand(1, 3, 16, 16) + 0.01
+    target[..., 0, 0] = 50.0  # the sun
+    clipped = target.clamp_max(1.2)  # a prediction whose highlight is clipped
+    mask = torch.ones(1, 1, 16, 16, dtype=torch.bool)
+    mask[..., 0, 0] = False  # the sun is not well exposed in the photo
+    expected = abs(math.log1p(5000 * 1.2 / 50) - math.log1p(5000)) / 256  # that pixel alone
+    assert mu_law_loss(clipped, target, mask=mask).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_cobi_rgb_zero_for_identical_and_grows_with_difference():

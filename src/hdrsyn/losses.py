@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
+from hdrsyn.metrics import align_scale
 
 MU = 5000.0  # μ of the μ-law HDR loss (paper; the official code uses 100)
 
@@ -63,22 +64,23 @@ def edge_loss(predicted_edges: Tensor, target_image: Tensor) -> Tensor:
     return l1_loss(predicted_edges, canny_edges(target_image))
 
 
-def mu_law(radiance: Tensor, mu: float = MU) -> Tensor:
-    r"""μ-law range compression :math:`\log(1 + μH) / \log(1 + μ)` of radiance in [0, 1]."""
-    return torch.log1p(mu * radiance) / math.log1p(mu)
+def mu_law_loss(
+    prediction: Tensor, target: Tensor, mu: float = MU, mask: Tensor | None = None
+) -> Tensor:
+    r"""Eq. 6's HDR term :math:`|\log((1 + μ\hat H)/(1 + μH))|`, mean over pixels.
 
-
-def normalise_radiance(radiance: Tensor) -> Tensor:
-    """Scale each image of :math:`(B, C, H, W)` so that its largest value is 1."""
-    peak = radiance.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    return radiance / peak
-
-
-def mu_law_loss(prediction: Tensor, target: Tensor, mu: float = MU) -> Tensor:
-    r"""Eq. 6's HDR term :math:`|\log((1 + μ\hat H)/(1 + μH))|`, mean over pixels, with both
-    radiance maps first normalised to [0, 1] by their maximum (their scales are relative)."""
-    hdr_pred, hdr_target = normalise_radiance(prediction), normalise_radiance(target)
-    return (torch.log1p(mu * hdr_pred) - torch.log1p(mu * hdr_target)).abs().mean()
+    Radiance from the HDR layer has a relative scale, so the prediction is first scaled to the
+    target by one scalar (:func:`hdrsyn.metrics.align_scale`: the mean log ratio over ``mask``,
+    (B, 1, H, W), e.g. the photo's well-exposed pixels; all pixels without one), and both are
+    divided by the *target's* maximum. (Normalising each by its own maximum, the paper's "both
+    normalised to [0, 1]", lets one pixel, usually a clipped highlight whose value is the
+    least known, set the scale of the whole prediction; see docs/losses.md.)
+    """
+    if mask is None:
+        mask = torch.ones_like(target[:, :1], dtype=torch.bool)
+    aligned = align_scale(prediction, target, mask)
+    peak = target.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return (torch.log1p(mu * aligned / peak) - torch.log1p(mu * target / peak)).abs().mean()
 
 
 # VGG-19 "features" up to relu4_4, laid out as torchvision's so that its state_dict keys load.

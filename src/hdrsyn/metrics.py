@@ -15,7 +15,6 @@ from pytorch_msssim import ms_ssim as _ms_ssim
 from pytorch_msssim import ssim as _ssim
 from torch import Tensor
 
-from hdrsyn.losses import mu_law
 from hdrsyn.tonemap import luminance, srgb_decode
 
 # PU21 "banding + glare" encoding, Mantiuk & Azimi 2021, Table 1 (the authors' recommended set)
@@ -27,6 +26,11 @@ PU21_RANGE = (0.005, 10000.0)  # cd/m², the encoding's domain
 PU21_PEAK = 256.0  # the PU value range the authors pass to PSNR and SSIM (pu21_metric.m)
 DISPLAY_PEAK = 4000.0  # cd/m²: the reference's maximum is shown at this luminance
 LOG_FLOOR = 1e-5  # log-PSNR floor, relative to the reference's maximum
+
+
+def mu_law(radiance: Tensor, mu: float = 5000.0) -> Tensor:
+    r"""μ-law range compression :math:`\log(1 + μH) / \log(1 + μ)` of radiance in [0, 1]."""
+    return torch.log1p(mu * radiance) / math.log1p(mu)
 
 
 def psnr(prediction: Tensor, target: Tensor, peak: float = 1.0) -> Tensor:

@@ -38,7 +38,7 @@ from hdrsyn.data import SyntheticStackDataset
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
 from hdrsyn.losses import CoBiLoss, edge_loss, histogram_loss, l1_loss, mu_law_loss
-from hdrsyn.metrics import hdr_psnr, linearised_input, psnr
+from hdrsyn.metrics import hdr_psnr, linearised_input, psnr, well_exposed
 from hdrsyn.models import PRESETS, ModelConfig, StackGenerator
 from hdrsyn.models.stacknet import pad_to
 
@@ -255,7 +255,12 @@ class StageObjective(nn.Module):
         if self.stage.hdr_loss and self.weights.hdr > 0:
             with torch.autocast(stack.device.type, enabled=False):
                 radiance, _ = merge_exposures(generated.stack.float(), generated.evs.float())
-                parts["hdr"] = mu_law_loss(radiance, batch["radiance"].float(), self.weights.mu)
+                parts["hdr"] = mu_law_loss(
+                    radiance,
+                    batch["radiance"].float(),
+                    self.weights.mu,
+                    well_exposed(batch["input"].float()),
+                )
             total = total + self.weights.hdr * parts["hdr"]
         return total, parts
 
