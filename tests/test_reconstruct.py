@@ -56,6 +56,13 @@ def test_reconstruct_cli(tmp_path, capsys):
     )
 
 
+def test_reconstruct_makes_a_new_stack_folder(tmp_path, capsys):
+    code = main(["reconstruct", str(PHOTO), "-o", str(tmp_path / "r.exr"), "--max-pixels", "5000",
+                 "--stack-dir", str(tmp_path / "stack")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert len(list((tmp_path / "stack").glob("ev+0_ev*.png"))) == 7
+
+
 def test_reconstruct_folder(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -77,7 +84,8 @@ def test_reconstruct_folder(tmp_path, capsys):
         ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "1", "2"], "must hold 0"),
         ([str(PHOTO), "-o", "{d}/exists.exr"], "--force"),
         ([str(PHOTO), str(PHOTO), "-o", "{d}/o.exr"], "output folder"),
-        ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/none"], "stack-dir"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/no/such"], "stack-dir"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/exists.exr"], "stack-dir"),
         (["{d}/bad.safetensors", "-o", "{d}/o.exr"], "not a readable image"),
     ],
 )

@@ -202,15 +202,20 @@ def reconstruct_files(
                 for p in photos]  # fmt: skip
     stack_folder = Path(stack_dir) if stack_dir is not None else None
     if stack_folder is not None and not stack_folder.is_dir():
-        raise HdrsynError(f"{stack_folder}: --stack-dir must be an existing folder")
+        parent = stack_folder.parent if str(stack_folder.parent) else Path(".")
+        if stack_folder.exists() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise HdrsynError(f"{stack_folder}: --stack-dir must be a folder, or a new one in an "
+                              "existing writable folder")  # fmt: skip
     evs = list(DEFAULT_EVS if evs is None else evs)
     for photo, hdr, shown in jobs:  # refuse before any work
         check_writable(hdr, overwrite, HDR_SUFFIXES)
         if shown is not None:
             check_writable(shown, overwrite, LDR_SUFFIXES)
-        for ev in evs if stack_folder is not None else []:
+        for ev in evs if stack_folder is not None and stack_folder.is_dir() else []:
             check_writable(stack_folder / _stack_name(photo, ev), overwrite, (".png",))
     network = load_model(model)
+    if stack_folder is not None:
+        stack_folder.mkdir(exist_ok=True)  # after every check: a failed run leaves nothing
     written = []
     for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
         result = reconstruct(
