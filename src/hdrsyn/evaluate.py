@@ -30,7 +30,8 @@ from hdrsyn.errors import HdrsynError
 from hdrsyn.io import HDR_SUFFIXES, write_bytes, write_ldr
 from hdrsyn.metrics import (
     align_scale,
-    hdr_metrics,
+    aligned_metrics,
+    display_referred,
     ms_ssim,
     psnr,
     pu21_encode,
@@ -104,11 +105,12 @@ def evaluate(
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image"):
         sample = dataset[index]
         name = f"{index:03d}_{Path(sample['source']).stem}"
-        radiances, image_rows = _evaluate_one(sample, loaded, baselines)
+        mask = well_exposed(sample["input"][None])
+        aligned, image_rows = _evaluate_one(sample, loaded, baselines, mask)
         for method, row in image_rows.items():
             rows.append({"image": name, "source": sample["source"], "curve": sample["curve"],
                          "method": method, **row})  # fmt: skip
-        picture = _picture(sample, radiances)
+        picture = _picture(sample, aligned, mask)
         write_ldr(output / "images" / f"{name}.png", picture, overwrite=True)
     seconds = time.perf_counter() - started
     _write_csv(output / "results.csv", rows, overwrite)
@@ -131,17 +133,17 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines):
+def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines, mask):
+    """Every method's radiance, scale-aligned to the reference over ``mask``, and its scores."""
     photo = sample["input"].float()
     reference = sample["radiance"].float()[None]
     stack, evs = sample["stack"].float(), [float(ev) for ev in sample["evs"]]
-    mask = well_exposed(photo[None])
     radiances, rows = {}, {}
     for label, model in models.items():
         result = reconstruct(photo.permute(1, 2, 0).numpy(), model)
         radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
         generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
-        rows[label] = _hdr_row(radiance, reference, photo)
+        rows[label] = {}
         for ev in STACK_EVS:
             if ev in evs and ev in result.evs:
                 fake = generated[result.evs.index(ev)][None]
@@ -155,17 +157,16 @@ def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines):
             radiance = merge_exposures(stack, torch.tensor(evs))[0][None]
         else:
             radiance = BASELINES[name](photo)[None]
-        rows[name] = _hdr_row(radiance, reference, photo)
+        rows[name] = {}
         radiances[name] = radiance
     aligned = {k: align_scale(v, reference, mask) for k, v in radiances.items()}
+    for method, radiance in aligned.items():
+        scores = aligned_metrics(radiance, reference)
+        rows[method] = {k: v[0].item() for k, v in scores.items()} | rows[method]
     return aligned, rows
 
 
-def _hdr_row(radiance, reference, photo) -> dict:
-    return {k: v[0].item() for k, v in hdr_metrics(radiance, reference, photo[None]).items()}
-
-
-def _picture(sample: dict, aligned: dict) -> np.ndarray:
+def _picture(sample: dict, aligned: dict, mask) -> np.ndarray:
     """Row 1: input, every method and the reference, tone-mapped alike. Row 2: the pixels the
     scale alignment used (light), then each method's |ΔPU21| error map."""
     reference = sample["radiance"].float()[None]
@@ -176,10 +177,10 @@ def _picture(sample: dict, aligned: dict) -> np.ndarray:
     tiles = [sample["input"].permute(1, 2, 0).numpy()] + [shown(r) for r in aligned.values()]
     top = contact_sheet(tiles + [shown(reference)], ["input", *aligned, "reference"], 160)
     errors = [_error_map(r, reference) for r in aligned.values()]
-    mask = well_exposed(sample["input"][None])[0, 0].float().numpy()
-    mask = np.repeat(mask[..., None] * 0.6 + 0.2, 3, axis=2)
+    used = mask[0, 0].float().numpy()
+    used = np.repeat(used[..., None] * 0.6 + 0.2, 3, axis=2)
     labels = ["scale-alignment pixels", *(f"{k} error" for k in aligned)]
-    bottom = contact_sheet([mask] + errors, labels, 160)
+    bottom = contact_sheet([used] + errors, labels, 160)
     return stack_rows([top, bottom])
 
 
@@ -187,10 +188,7 @@ def _error_map(aligned, reference) -> np.ndarray:
     """|PU21(prediction) − PU21(reference)| of luminance, 0 … ERROR_RANGE, as a colour map."""
     from matplotlib import colormaps
 
-    from hdrsyn.metrics import DISPLAY_PEAK
-
-    peak = reference.amax().clamp_min(1e-8)
-    codes = [pu21_encode(luminance(x / peak * DISPLAY_PEAK))[0, 0] for x in (aligned, reference)]
+    codes = [pu21_encode(luminance(x))[0, 0] for x in display_referred(aligned, reference)]
     error = ((codes[0] - codes[1]).abs() / ERROR_RANGE).clamp(0, 1).numpy()
     return colormaps["magma"](error)[..., :3].astype(np.float32)
 

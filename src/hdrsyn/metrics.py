@@ -104,7 +104,7 @@ def pu21_encode(luminance_cd: Tensor) -> Tensor:
     return (p7 * (((p1 + p2 * powered) / (1 + p3 * powered)).pow(p5) - p6)).clamp_min(0)
 
 
-def _absolute(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
+def display_referred(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     """Display-referred cd/m²: the reference's maximum at :data:`DISPLAY_PEAK`."""
     prediction, target = _relative(aligned, reference)
     return prediction * DISPLAY_PEAK, target * DISPLAY_PEAK
@@ -112,13 +112,13 @@ def _absolute(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
 
 def pu21_psnr(aligned: Tensor, reference: Tensor) -> Tensor:
     """PSNR of PU21-encoded RGB, peak 256 (as the PU21 authors' ``pu21_metric``)."""
-    prediction, target = _absolute(aligned, reference)
+    prediction, target = display_referred(aligned, reference)
     return psnr(pu21_encode(prediction), pu21_encode(target), peak=PU21_PEAK)
 
 
 def pu21_ssim(aligned: Tensor, reference: Tensor) -> Tensor:
     """SSIM of PU21-encoded luminance, dynamic range 256 (as ``pu21_metric``)."""
-    prediction, target = _absolute(aligned, reference)
+    prediction, target = display_referred(aligned, reference)
     return ssim(pu21_encode(luminance(prediction)), pu21_encode(luminance(target)), peak=PU21_PEAK)
 
 
@@ -130,10 +130,14 @@ HDR_METRICS = {
 }
 
 
+def aligned_metrics(aligned: Tensor, reference: Tensor) -> dict[str, Tensor]:
+    """Every HDR measure of (B, 3, H, W) radiance maps already scale-aligned to the reference."""
+    return {name: metric(aligned, reference) for name, metric in HDR_METRICS.items()}
+
+
 def hdr_metrics(prediction: Tensor, reference: Tensor, photo: Tensor) -> dict[str, Tensor]:
     """Every HDR measure of (B, 3, H, W) radiance maps, after :func:`align_scale`."""
-    aligned = align_scale(prediction, reference, well_exposed(photo))
-    return {name: metric(aligned, reference) for name, metric in HDR_METRICS.items()}
+    return aligned_metrics(align_scale(prediction, reference, well_exposed(photo)), reference)
 
 
 def hdr_psnr(prediction: Tensor, reference: Tensor, photo: Tensor) -> Tensor:

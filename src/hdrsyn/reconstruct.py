@@ -1,10 +1,10 @@
 """Single photo → HDR: the trained stack generator, then the differentiable HDR layer.
 
 Large photos keep peak memory bounded: the networks run on a copy reduced to at most
-``max_pixels``, and their exposure change, a per-pixel shift in logit space, is upsampled and
-applied to the full-resolution photo. The global tone (what the networks decide) comes from the
-reduced copy; the local detail of the result is the photo's own, at full resolution, with no
-tiles and so no seams. The merge then runs at full resolution.
+``max_pixels``, and what they add to the physical prior (a per-pixel shift in logit space) is
+upsampled and added to the prior of the full-resolution photo. The global tone (what the
+networks decide) comes from the reduced copy; the local detail of the result is the photo's
+own, at full resolution, with no tiles and so no seams. The merge then runs at full resolution.
 """
 
 from __future__ import annotations
