@@ -1,6 +1,7 @@
 """Baselines by hand, and `hdrsyn evaluate` end to end on tiny test sets the tests make."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -118,3 +119,36 @@ def test_evaluate_bad_input(hdr_test_folder, tmp_path, capsys, argv, needle):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def _rows(scores: dict[str, list[float]]) -> list[dict]:
+    """results.csv-like rows: every HDR column of a method gets the same score per image."""
+    from hdrsyn.evaluate import HDR_COLUMNS
+
+    return [
+        {"image": f"{i:03d}", "method": method} | dict.fromkeys(HDR_COLUMNS, value)
+        for method, values in scores.items()
+        for i, value in enumerate(values)
+    ]
+
+
+def test_paired_differences_and_wilcoxon_by_hand():
+    from hdrsyn.evaluate import paired_differences, wilcoxon_p
+
+    rows = _rows({"ours": [10, 10, 10, 10, 10, 20], "other": [11, 12, 13, 14, 15, math.inf]})
+    d = paired_differences(rows, "other", "ours", "mu_psnr")
+    np.testing.assert_array_equal(d, [1, 2, 3, 4, 5])  # the infinite pair is dropped
+    # five positive differences, no ties: the exact two-sided p is 2 / 2**5
+    assert wilcoxon_p(d) == pytest.approx(0.0625)
+    assert wilcoxon_p(np.zeros(4)) == 1.0
+
+
+def test_report_has_a_paired_table_against_the_first_method():
+    from hdrsyn.evaluate import report_markdown
+
+    rows = _rows({"ours": [10, 10, 10, 10, 10], "other": [9, 8, 11, 7, 5]})
+    text = report_markdown(rows, ["ours", "other"], {"data": "x"})
+    assert "| method − ours |" in text
+    # differences −1, −2, +1, −3, −5: mean −2, median −2, higher on 1 of 5
+    assert "| other | -2.00 (-2.00; 1/5; p " in text
+    assert "-2.0000 (-2.0000; 1/5; p " in text  # the SSIM column, four digits
