@@ -90,7 +90,7 @@ def test_backward_is_eq3_by_hand():
     log_radiance = merge_exposures(stack, evs, inverse_crf=g)[0].log()
     log_radiance.sum().backward()
     w = hat_weights(torch.float64)
-    slope = torch.cat([g[0, :1], g[0, 1:] - g[0, :-1]])  # Eq. 3
+    slope = torch.cat([g[0, 1:2] - g[0, :1], g[0, 1:] - g[0, :-1]])  # Eq. 3 (right at Z = 0)
     k = levels.long()
     expected = 255 * w[k] / w[k].sum(0) * slope[k]
     for c in range(3):
@@ -99,6 +99,25 @@ def test_backward_is_eq3_by_hand():
     lt = (evs * math.log(2)).view(2, 1).double()
     expected_value = (w[k] * (g[0][k] - lt)).sum(0) / w[k].sum(0)
     torch.testing.assert_close(log_radiance[0, 0].detach(), expected_value)
+
+
+def test_derivative_at_level_zero_is_the_one_sided_right_derivative():
+    """A pixel black in every exposure takes the longest exposure (the all-clipped fallback),
+    so its gradient is that of ĝ at Z = 0: a finite difference from the right, positive.
+    (Eq. 3 as printed, g(0), is negative here and would make a brighter pixel darker.)"""
+    g = torch.log(torch.linspace(0.5, 255, 256, dtype=torch.float64) / 255) * 2.2
+    g = (g - g[128]).expand(3, 256).contiguous()
+    evs = torch.tensor([-1.0, 0.0, 1.0])
+    stack = torch.zeros(3, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    merge_exposures(stack, evs, inverse_crf=g)[0].log().sum().backward()
+    step = 1e-6
+    nudged = stack.detach().clone()
+    nudged[2] += step  # the longest exposure, a little above black
+    difference = (merge_exposures(nudged, evs, inverse_crf=g)[0].log()
+                  - merge_exposures(stack.detach(), evs, inverse_crf=g)[0].log()) / step  # fmt: skip
+    assert (stack.grad[2] > 0).all() and (stack.grad[:2] == 0).all()
+    torch.testing.assert_close(stack.grad[2, :, 0, 0], difference[:, 0, 0], rtol=1e-4, atol=0)
+    torch.testing.assert_close(stack.grad[2, 0, 0, 0], 255 * (g[0, 1] - g[0, 0]))
 
 
 def test_gradcheck_between_levels():

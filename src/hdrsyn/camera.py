@@ -9,7 +9,8 @@ How a continuous image maps to the 256 levels. Networks output ``z`` in [0, 1]; 
 level is ``Z = 255·z``. The layer reads ``g`` as the piecewise-linear curve through the 256 points
 ``(k, g(k))``, so ``ĝ(Z)`` is exact at integer levels (8-bit inputs give exactly the table values)
 and continuous between them. Its derivative is Eq. 3: on the segment ``(k−1, k]`` it is
-``g(k) − g(k−1)``; at ``Z = 0`` it is ``g(0)`` as the paper writes it; times 255 for the
+``g(k) − g(k−1)``; at ``Z = 0`` it is the one-sided right derivative ``g(1) − g(0)`` (the
+paper writes ``g(0)``, whose sign is wrong for every increasing curve); times 255 for the
 ``z`` scale.
 Levels within 10⁻³ of an integer count as that integer, so float images made from 8-bit files
 get the one-sided slope of Eq. 3 exactly. Outside [0, 1] the input is clamped and gets no
@@ -144,8 +145,12 @@ def _chunks(stack: Tensor):
 
 
 def _slopes(table: Tensor) -> Tensor:
-    """Eq. 3 per level: g(0) at level 0, else g(k) − g(k − 1)."""
-    return table.diff(prepend=torch.zeros_like(table[:1]))
+    """Eq. 3 per level: g(k) − g(k − 1), and at level 0 the one-sided right derivative
+    g(1) − g(0). (The paper writes g(0) there, which is negative for any curve with
+    f⁻¹(0) < f⁻¹(128): it would make a brighter pixel darker.)"""
+    slopes = table.diff(prepend=table[:1])
+    slopes[0] = slopes[1]
+    return slopes
 
 
 def _fallback_choice(nearest: Tensor, shortest_longest: Tensor, clipped: Tensor) -> Tensor:
