@@ -10,7 +10,10 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 
 from hdrsyn.metrics import (
     align_scale,
+    display_referred,
     hdr_metrics,
+    protocol_align,
+    regions,
     log_psnr,
     ms_ssim,
     mu_psnr,
@@ -89,10 +92,12 @@ def test_hdr_measures_by_hand():
     codes = [np.log1p(mu * x.numpy()) / np.log1p(mu) for x in (prediction, reference)]
     expected = 10 * np.log10(1 / np.mean((codes[0] - codes[1]) ** 2))
     assert mu_psnr(prediction, reference).item() == pytest.approx(expected, rel=1e-5)
-    # PU21-PSNR: the reference maximum is shown at 4000 cd/m²
-    p_pred = pu21_encode(prediction.double() * 4000)
-    p_ref = pu21_encode(reference.double() * 4000)
-    expected = 10 * np.log10(256**2 / ((p_pred - p_ref) ** 2).mean().item())
+    # PU21-PSNR: the reference's 99.9th luminance percentile (here 1) is shown at 1000 cd/m²,
+    # and the peak is PU21(1000) (the protocol of issue 11)
+    p_pred = pu21_encode(prediction.double() * 1000)
+    p_ref = pu21_encode(reference.double() * 1000)
+    peak = pu21_encode(torch.tensor(1000.0, dtype=torch.float64)).item()
+    expected = 10 * np.log10(peak**2 / ((p_pred - p_ref) ** 2).mean().item())
     assert pu21_psnr(prediction, reference).item() == pytest.approx(expected, rel=1e-4)
     assert pu21_ssim(reference, reference).item() == pytest.approx(1.0, abs=1e-6)
 
@@ -106,4 +111,39 @@ def test_alignment_removes_the_unknown_scale():
     torch.testing.assert_close(aligned, reference, rtol=1e-5, atol=1e-6)
     worse = hdr_metrics(reference * (1 + 0.2 * torch.rand_like(reference)), reference, photo)
     for name, value in worse.items():
-        assert (value < scaled[name]).all(), name
+        if name in ("pu21_psnr_clipped", "pu21_psnr_dark"):  # no such pixels in this photo
+            assert value.isnan().all() and scaled[name].isnan().all()
+        else:
+            assert (value < scaled[name]).all(), name
+
+
+def test_protocol_alignment_is_the_median_luminance_ratio_over_well_exposed_pixels():
+    reference = torch.ones(1, 3, 10, 20)
+    prediction = torch.ones(1, 3, 10, 20)
+    prediction[..., :, :7] = 0.5  # 70 well-exposed pixels predicted at half the radiance
+    prediction[..., :, 7:12] = 4.0  # 50 at four times
+    photo = torch.full((1, 3, 10, 20), 0.5)
+    photo[..., :, 12:] = 1.0  # 80 clipped pixels: ignored, though the prediction is right there
+    # median of ln(L_ref / L_pred) over the 120 well-exposed pixels: 70 × ln 2, 50 × −ln 4
+    aligned = protocol_align(prediction, reference, photo)
+    torch.testing.assert_close(aligned, prediction * 2.0)
+    # fewer than 100 well-exposed pixels: all pixels count (70 × ln 2, 50 × −ln 4, 80 × 0)
+    photo[..., :, 9:12] = 1.0  # 90 left
+    torch.testing.assert_close(protocol_align(prediction, reference, photo), prediction * 1.0)
+
+
+def test_display_scaling_puts_the_99_9th_percentile_at_1000():
+    reference = torch.linspace(0.001, 1.0, 10000).view(1, 1, 100, 100).expand(1, 3, 100, 100)
+    reference = reference.clone()
+    reference[..., 0, :5] = 1e6  # five pixels far above: the maximum does not set the scale
+    _, shown = display_referred(reference, reference)
+    level = np.quantile(shown[0, 0].numpy().ravel(), 0.999)
+    assert level == pytest.approx(1000.0, rel=1e-3)
+
+
+def test_regions_split_the_photo():
+    photo = torch.tensor([[0.5, 0.5, 0.5], [0.97, 0.5, 0.5], [0.02, 0.5, 0.5], [0.02, 0.5, 0.99]])
+    masks = regions(photo.T.reshape(1, 3, 1, 4))
+    assert masks["well"].flatten().tolist() == [True, False, False, False]
+    assert masks["clipped"].flatten().tolist() == [False, True, False, True]
+    assert masks["dark"].flatten().tolist() == [False, False, True, False]

@@ -1,9 +1,13 @@
 """Image-quality measures for validation and ``hdrsyn evaluate`` (docs/results.md says how each
 is computed and why).
 
-HDR measures take a prediction of unknown absolute scale: :func:`align_scale` first multiplies it
-by the one scalar that best matches the reference in log space over the photo's well-exposed
-pixels (DESIGN.md §6). Stack measures compare LDR images in [0, 1].
+HDR measures take a prediction of unknown absolute scale. Evaluation follows the protocol this
+project is judged by (DESIGN.md §6, issue 11): :func:`protocol_align` multiplies the prediction
+by ``exp(median ln(L_ref / L_pred))`` over the photo's well-exposed pixels (Rec. 709 luminance),
+and :func:`display_referred` scales both so the reference's 99.9th luminance percentile is
+1000 cd/m²; PU21 then encodes each RGB channel, and PSNR is taken against PU21(1000). The
+training loss aligns with :func:`align_scale` (the mean log ratio per channel: smooth, so it
+passes gradients to every pixel). Stack measures compare LDR images in [0, 1].
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ PU21_PARAMETERS = (
     596.3148142,
 )  # fmt: skip
 PU21_RANGE = (0.005, 10000.0)  # cd/m², the encoding's domain
-PU21_PEAK = 256.0  # the PU value range the authors pass to PSNR and SSIM (pu21_metric.m)
-DISPLAY_PEAK = 4000.0  # cd/m²: the reference's maximum is shown at this luminance
+PEAK_LUMINANCE = 1000.0  # cd/m²: the reference's 99.9th luminance percentile is shown here
+PEAK_PERCENTILE = 0.999
 LOG_FLOOR = 1e-5  # log-PSNR floor, relative to the reference's maximum
+ALIGN_RANGE = (0.05, 0.95)  # photo values whose pixels set the scale alignment (all channels)
+ALIGN_MIN_PIXELS = 100  # fewer such pixels: align over all pixels
 
 
 def mu_law(radiance: Tensor, mu: float = 5000.0) -> Tensor:
@@ -71,6 +77,25 @@ def align_scale(prediction: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
     return prediction * mean.exp().view(-1, 1, 1, 1)
 
 
+def alignment_mask(photo: Tensor) -> Tensor:
+    """Pixels of (B, 3, H, W) photos that set the protocol's scale: every channel in
+    (0.05, 0.95); all pixels of an image with fewer than 100 such. (B, 1, H, W) bool."""
+    mask = well_exposed(photo, *ALIGN_RANGE)
+    few = mask.flatten(1).sum(dim=1) < ALIGN_MIN_PIXELS
+    return mask | few.view(-1, 1, 1, 1)
+
+
+def protocol_align(prediction: Tensor, reference: Tensor, photo: Tensor) -> Tensor:
+    """The protocol's alignment: ``prediction`` (B, 3, H, W) times ``exp(median ln(L_ref /
+    L_pred))`` over :func:`alignment_mask` of the photo, L = Rec. 709 luminance."""
+    mask = alignment_mask(photo)
+    ratio = torch.log(luminance(reference).clamp_min(1e-12)) - torch.log(
+        luminance(prediction).clamp_min(1e-12)
+    )
+    scales = [r[m].median() for r, m in zip(ratio, mask, strict=True)]
+    return prediction * torch.stack(scales).exp().view(-1, 1, 1, 1)
+
+
 def _relative(prediction: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     """Both maps divided by the reference's maximum (per image)."""
     peak = reference.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
@@ -105,21 +130,43 @@ def pu21_encode(luminance_cd: Tensor) -> Tensor:
 
 
 def display_referred(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
-    """Display-referred cd/m²: the reference's maximum at :data:`DISPLAY_PEAK`."""
-    prediction, target = _relative(aligned, reference)
-    return prediction * DISPLAY_PEAK, target * DISPLAY_PEAK
+    """Display-referred cd/m²: both scaled so that the reference's 99.9th luminance
+    percentile is :data:`PEAK_LUMINANCE` (per image)."""
+    level = luminance(reference).flatten(1).quantile(PEAK_PERCENTILE, dim=1)
+    scale = (PEAK_LUMINANCE / level.clamp_min(1e-12)).view(-1, 1, 1, 1)
+    return aligned * scale, reference * scale
 
 
-def pu21_psnr(aligned: Tensor, reference: Tensor) -> Tensor:
-    """PSNR of PU21-encoded RGB, peak 256 (as the PU21 authors' ``pu21_metric``)."""
-    prediction, target = display_referred(aligned, reference)
-    return psnr(pu21_encode(prediction), pu21_encode(target), peak=PU21_PEAK)
+def pu21_peak() -> float:
+    """PU21(1000 cd/m²): the peak the protocol's PSNR is taken against."""
+    return float(pu21_encode(torch.tensor(PEAK_LUMINANCE, dtype=torch.float64)))
+
+
+def pu21_psnr(aligned: Tensor, reference: Tensor, mask: Tensor | None = None) -> Tensor:
+    """PSNR of PU21-encoded RGB against PU21(1000), per image; over ``mask`` (B, 1, H, W)
+    only when given (NaN for an image with no pixel in it)."""
+    prediction, target = (pu21_encode(x) for x in display_referred(aligned, reference))
+    if mask is None:
+        return psnr(prediction, target, peak=pu21_peak())
+    weights = mask.expand_as(prediction).to(prediction.dtype).flatten(1)
+    error = ((prediction - target).pow(2).flatten(1) * weights).sum(1) / weights.sum(1)
+    return 10 * torch.log10(pu21_peak() ** 2 / error.clamp_min(1e-12))
 
 
 def pu21_ssim(aligned: Tensor, reference: Tensor) -> Tensor:
-    """SSIM of PU21-encoded luminance, dynamic range 256 (as ``pu21_metric``)."""
+    """SSIM of PU21-encoded luminance, dynamic range PU21(1000)."""
     prediction, target = display_referred(aligned, reference)
-    return ssim(pu21_encode(luminance(prediction)), pu21_encode(luminance(target)), peak=PU21_PEAK)
+    codes = [pu21_encode(luminance(x)) for x in (prediction, target)]
+    return ssim(*codes, peak=pu21_peak())
+
+
+def regions(photo: Tensor) -> dict[str, Tensor]:
+    """Masks (B, 1, H, W) of a photo's regions: ``clipped`` (a channel above 0.95), ``dark``
+    (not clipped, a channel below 0.05) and ``well exposed`` (the rest)."""
+    low, high = ALIGN_RANGE
+    clipped = (photo > high).any(dim=1, keepdim=True)
+    dark = (photo < low).any(dim=1, keepdim=True) & ~clipped
+    return {"well": ~(clipped | dark), "clipped": clipped, "dark": dark}
 
 
 HDR_METRICS = {
@@ -136,13 +183,18 @@ def aligned_metrics(aligned: Tensor, reference: Tensor) -> dict[str, Tensor]:
 
 
 def hdr_metrics(prediction: Tensor, reference: Tensor, photo: Tensor) -> dict[str, Tensor]:
-    """Every HDR measure of (B, 3, H, W) radiance maps, after :func:`align_scale`."""
-    return aligned_metrics(align_scale(prediction, reference, well_exposed(photo)), reference)
+    """Every HDR measure of (B, 3, H, W) radiance maps after :func:`protocol_align`, and
+    PU21-PSNR per region of the photo (:func:`regions`)."""
+    aligned = protocol_align(prediction, reference, photo)
+    scores = aligned_metrics(aligned, reference)
+    for name, mask in regions(photo).items():
+        scores[f"pu21_psnr_{name}"] = pu21_psnr(aligned, reference, mask)
+    return scores
 
 
 def hdr_psnr(prediction: Tensor, reference: Tensor, photo: Tensor) -> Tensor:
-    """μ-law PSNR of scale-aligned HDR: the validation score of training."""
-    return mu_psnr(align_scale(prediction, reference, well_exposed(photo)), reference)
+    """PU21-PSNR under the protocol: the validation score of training."""
+    return pu21_psnr(protocol_align(prediction, reference, photo), reference)
 
 
 def linearised_input(photo: Tensor) -> Tensor:
