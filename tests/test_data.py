@@ -9,6 +9,7 @@ from PIL import Image
 from hdrsyn import HdrsynError, merge_exposures, write_hdr
 from hdrsyn.data import (
     CURVE_FAMILIES,
+    HELD_OUT,
     TRAIN_YAW,
     VAL_YAW,
     BracketedStackDataset,
@@ -17,6 +18,7 @@ from hdrsyn.data import (
     perspective_view,
     sample_curve,
 )
+from hdrsyn.curves import KINDS
 from hdrsyn.io import read_ldr
 
 EXAMPLE = [f"ev{ev:+d}.jpg" for ev in range(-3, 4)]
@@ -99,12 +101,16 @@ def test_curve_families_are_monotone_and_disjoint():
             assert y[0] == pytest.approx(0, abs=1e-9) and y[-1] == pytest.approx(1)
             assert (np.diff(y) >= 0).all()
             assert np.isfinite(curve.log_inverse()).all()
-    train = [sample_curve(rng, "train") for _ in range(300)]
-    test = [sample_curve(rng, "test") for _ in range(300)]
-    assert {c.kind for c in train} == {"srgb", "gamma", "sigmoid", "shoulder"}
-    train_params = {(c.kind, round(c.gamma, 6), c.contrast, c.shoulder) for c in train}
-    assert not train_params & {(c.kind, round(c.gamma, 6), c.contrast, c.shoulder) for c in test}
-    assert all(not 1.8 <= c.gamma <= 2.6 for c in test)
+    train = [sample_curve(rng, "train") for _ in range(600)]
+    test = [sample_curve(rng, "test") for _ in range(600)]
+    assert {c.kind for c in train} == set(KINDS) - {"aces"}  # aces: never in training
+    assert {c.kind for c in test} == set(KINDS)
+    for kind, attribute in [("gamma", "gamma"), ("sigmoid", "contrast"), ("shoulder", "shoulder"),
+                            ("reinhard", "white"), ("hable", "white"), ("log", "white")]:
+        seen = [getattr(c, attribute) for c in train if c.kind == kind]
+        held = [getattr(c, attribute) for c in test if c.kind == kind]
+        assert max(seen) <= min(held) or min(seen) >= max(held) or kind == "gamma", kind
+    assert all(not 1.8 <= c.gamma <= 2.6 for c in test if c.kind in ("gamma", "sigmoid"))
 
 
 def test_log_inverse_inverts_curve():
@@ -117,8 +123,11 @@ def test_log_inverse_inverts_curve():
 def test_synthetic_rejects_bad_folders(tmp_path):
     with pytest.raises(HdrsynError, match="no .exr"):
         SyntheticStackDataset(tmp_path)
-    with pytest.raises(HdrsynError, match="not a folder"):
+    with pytest.raises(HdrsynError, match="no such file or folder"):
         SyntheticStackDataset(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(HdrsynError, match="not an HDR image"):
+        SyntheticStackDataset(tmp_path / "notes.txt")
 
 
 def test_non_panoramic_sources_are_cropped(tmp_path):
@@ -202,4 +211,70 @@ def test_preview_data_cli(hdr_folder, tmp_path, capsys):
     sheet = read_ldr(out)
     assert sheet.shape[0] > 2 * 48 and sheet.shape[1] > 9 * 48
     assert main(["preview-data", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_held_out_scenes_are_excluded_and_the_test_split_cycles_curve_kinds(tmp_path):
+    rng = np.random.default_rng(0)
+    for folder, name in [("hdr", "sunrise.exr"), ("hdr", "city.exr"), ("hdr-extra", "lobby.exr")]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        radiance = np.exp(rng.normal(0, 1, (16, 32, 3))).astype(np.float32)
+        write_hdr(tmp_path / folder / name, radiance)
+    folders = [tmp_path / "hdr", tmp_path / "hdr-extra"]
+    training = SyntheticStackDataset(folders, exclude=HELD_OUT, size=16, length=8)
+    assert [p.name for p in training.files] == ["city.exr"]
+    kept = SyntheticStackDataset(folders, exclude=["lobby.exr"], size=16, length=8)
+    assert [p.name for p in kept.files] == ["city.exr", "sunrise.exr"]
+    test = SyntheticStackDataset(folders, size=16, split="test", curves="test", length=16)
+    samples = [test[i] for i in range(16)]
+    kinds = CURVE_FAMILIES["test"]["kinds"]
+    for index, sample in enumerate(samples):  # view i: image i mod 3, kind i div 3, in turn
+        assert sample["source"] == test.files[index % 3].name
+        expected = kinds[(index // 3) % len(kinds)]
+        assert sample["curve"].split()[0].lower() == expected.lower(), (index, sample["curve"])
+    assert samples[0]["curve_group"] == "srgb" and samples[12]["curve_group"] == "roll-off"
+    again = SyntheticStackDataset(folders, size=16, split="test", curves="test", length=16)
+    assert torch.equal(again[5]["input"], samples[5]["input"])
+
+
+def test_auto_exposure_puts_the_log_average_at_display_mid_grey(tmp_path):
+    rng = np.random.default_rng(1)
+    write_hdr(tmp_path / "flat.exr", np.exp(rng.normal(0, 0.3, (40, 80, 3))).astype(np.float32))
+    data = SyntheticStackDataset(tmp_path, size=24, split="test", curves="test", length=64)
+    for index in range(0, 64, 9):
+        sample = data[index]
+        zero = sample["evs"].tolist().index(0.0)
+        photo = sample["stack"][zero].numpy()
+        # the log average of a low-contrast scene lands within the ±1 stop jitter of mid-grey
+        assert 0.1 < np.exp(np.log(np.clip(photo, 1e-3, 1)).mean()) < 0.9, sample["curve"]
+
+
+def test_jpeg_degradation_encodes_rgb_as_pillow_does(tmp_path):
+    """The JPEG codec's colour transform must see RGB as RGB: the degraded photo equals
+    Pillow's JPEG round trip at the same quality (an independent encoder of RGB arrays)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    texture = np.zeros((32, 32, 3), np.float32)
+    texture[..., 0] = np.where(rng.random((32, 32)) > 0.5, 0.8, 0.1)  # detail in red only
+    texture[..., 1] = 0.2
+    write_hdr(tmp_path / "t.exr", texture + 0.01)
+    dataset = SyntheticStackDataset(tmp_path, size=32, noise=False, jpeg=True)
+    curve = ResponseCurve("gamma", 1.0)  # identity: the photo is the texture, quantised
+    photo = dataset._degrade(texture, curve, _RngAlwaysJpeg())
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(texture * 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    expected = np.asarray(Image.open(buffer)).astype(np.float32) / 255
+    assert np.abs(photo - expected).max() <= 1 / 255
+
+
+class _RngAlwaysJpeg:
+    """Stands in for the generator in _degrade: always compresses, at quality 90."""
+
+    def random(self):
+        return 0.0
+
+    def integers(self, low, high):
+        return 90
