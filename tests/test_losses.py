@@ -12,6 +12,7 @@ from hdrsyn.losses import (
     CoBiLoss,
     VGG19Features,
     edge_loss,
+    highlight_loss,
     histogram_loss,
     l1_loss,
     mu_law_loss,
@@ -114,6 +115,24 @@ def test_mu_law_loss_is_not_set_by_the_predictions_brightest_pixel():
     mask[..., 0, 0] = False  # the sun is not well exposed in the photo
     expected = abs(math.log1p(5000 * 1.2 / 50) - math.log1p(5000)) / 256  # that pixel alone
     assert mu_law_loss(clipped, target, mask=mask).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_highlight_loss_is_the_log_error_on_clipped_pixels_by_hand():
+    target = torch.ones(1, 3, 2, 2)
+    target[..., 0, 1] = 16.0  # a lamp, clipped in the photo
+    target[..., 1, 1] = 4.0  # a window, clipped in the photo
+    photo = torch.full((1, 3, 2, 2), 0.5)
+    photo[..., :, 1] = 1.0
+    mask = photo.lt(0.95).all(dim=1, keepdim=True)  # alignment: the two unclipped pixels
+    prediction = target.clone() * 3.0  # a scale the alignment removes …
+    prediction[..., 0, 1] = 3.0 * 2.0  # … the lamp predicted 3 stops too dark
+    prediction[..., 1, 1] = 3.0 * 4.0  # the window right
+    expected = (math.log(16.0 / 2.0) + 0.0) / 2
+    assert highlight_loss(prediction, target, photo, mask).item() == pytest.approx(expected)
+    assert highlight_loss(prediction, target, torch.full_like(photo, 0.5), mask).item() == 0
+    prediction.requires_grad_()
+    highlight_loss(prediction, target, photo, mask).backward()
+    assert prediction.grad[..., 0, 1].sum() < 0  # brighter lamp, lower loss
 
 
 def test_cobi_rgb_zero_for_identical_and_grows_with_difference():

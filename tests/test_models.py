@@ -90,6 +90,64 @@ def test_untrained_model_makes_the_physical_srgb_stack():
         ModelConfig(prior="linear")
 
 
+def test_untrained_model_with_the_true_curve_makes_the_cameras_own_stack():
+    """With the prior re-exposing through the photo's curve, an untrained model makes the stack
+    that camera would have taken, clipping included: here the dataset's own rendering through
+    a Reinhard roll-off curve (NumPy) is the reference, on pixels not clipped by the logit."""
+    import numpy as np
+
+    from hdrsyn.curves import ResponseCurve, decode
+    from hdrsyn.data import quantise
+    from hdrsyn.models.stacknet import merge_stack
+
+    curve = ResponseCurve("reinhard", white=8.0)
+    rng = np.random.default_rng(0)
+    radiance = np.exp(rng.normal(-2.5, 1.2, (16, 16, 3)))
+    photo = torch.from_numpy(quantise(curve(radiance))).permute(2, 0, 1)[None]
+    g = torch.from_numpy(curve.log_inverse())[None]
+    config = ModelConfig(**{**TINY.to_dict(), "prior": "estimated", "merge": "estimated"})
+    model = HDRSynthesizer(config).eval()
+    model.generator.estimate_curve = lambda image: g - g[:, 128:129]
+    generated, merged = model(photo)
+    for index, ev in enumerate(range(-3, 4)):
+        truth = curve(radiance * 2.0**ev).transpose(2, 0, 1)
+        ours = generated.stack[0, index].detach().numpy()
+        known = photo[0].numpy() < 1  # what a clipped pixel hides, physics cannot give
+        inside = (truth > 2e-3) & (truth < 1 - 2e-3) & known
+        np.testing.assert_allclose(ours[inside], truth[inside], atol=3 / 255)
+        assert (ours[(truth >= 1) & known] > 0.99).all()  # what clips at EV, clips
+    # merged with the same curve, a well-exposed pixel's radiance is the photo decoded
+    well = ((photo > 0.05) & (photo < 0.95)).all(dim=1)[0]
+    decoded = decode(photo, g - g[:, 128:129])[0]
+    ratio = (merged[0] / decoded)[:, well]
+    torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=2e-2, atol=0)
+    assert merge_stack(generated, config)[1].shape == (1, 3, 256)
+    with pytest.raises(HdrsynError, match="needs prior"):
+        ModelConfig(merge="estimated")
+
+
+def test_curve_net_is_monotone_normalised_deterministic_and_trainable():
+    from hdrsyn.models.curve import CurveNet
+
+    torch.manual_seed(0)
+    net = CurveNet().eval()
+    with torch.no_grad():  # a random last layer, so the output is not just the mean curve
+        net.head[-1].weight.normal_(0, 0.05)
+    photo = torch.rand(2, 3, 90, 130)
+    g = net(photo)
+    assert g.shape == (2, 256) and (g.diff(dim=1) >= 0).all() and (g[:, 128] == 0).all()
+    assert torch.equal(net(photo), g) and not torch.equal(g[0], g[1])
+    g.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.head.parameters())
+    # the level histograms see the photo's own levels: a clip at 255 is not blurred away
+    from hdrsyn.models.curve import _level_histograms
+
+    spike = torch.full((1, 3, 40, 40), 200 / 255)
+    spike[..., :10, :] = 1.0
+    shares = _level_histograms(spike)[0].square()
+    assert shares[0, 255] == pytest.approx(0.25) and shares[0, 200] == pytest.approx(0.75)
+
+
 def test_condition_changes_output():
     torch.manual_seed(0)
     norm = ConditionalInstanceNorm(4, "discrete")

@@ -83,6 +83,28 @@ def mu_law_loss(
     return (torch.log1p(mu * aligned / peak) - torch.log1p(mu * target / peak)).abs().mean()
 
 
+CLIPPED_LEVEL = 0.95  # photo values above this (any channel) count as clipped or nearly
+LOG_FLOOR = 1e-6  # relative to the reference's maximum: log radiance is floored here
+
+
+def highlight_loss(prediction: Tensor, target: Tensor, photo: Tensor, mask: Tensor) -> Tensor:
+    r"""Mean :math:`|\ln \hat H − \ln H|` over the photo's clipped pixels (any channel above
+    :data:`CLIPPED_LEVEL`), after the scale alignment of :func:`mu_law_loss` over ``mask``.
+
+    The μ-law loss divides by the reference's maximum, so it barely sees how bright a blown
+    window or lamp is; in log space every stop counts alike. 0 without clipped pixels.
+
+    Args:
+        prediction, target: radiance :math:`(B, 3, H, W)`; photo: :math:`(B, 3, H, W)` in
+        [0, 1]; mask: :math:`(B, 1, H, W)` pixels for the scale alignment.
+    """
+    aligned = align_scale(prediction, target, mask)
+    floor = LOG_FLOOR * target.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    error = (aligned.clamp_min(floor).log() - target.clamp_min(floor).log()).abs()
+    clipped = (photo > CLIPPED_LEVEL).any(dim=1, keepdim=True).expand_as(error)
+    return (error * clipped).sum() / clipped.sum().clamp_min(1)
+
+
 # VGG-19 "features" up to relu4_4, laid out as torchvision's so that its state_dict keys load.
 _VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
 _VGG_TAPS = {"relu3_4": 17, "relu4_4": 26}  # indices in torchvision's vgg19().features

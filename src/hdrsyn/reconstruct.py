@@ -22,10 +22,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from hdrsyn.camera import DEFAULT_EVS, merge_exposures
+from hdrsyn.camera import DEFAULT_EVS
 from hdrsyn.errors import HdrsynError
 from hdrsyn.models import HDRSynthesizer, ModelConfig
-from hdrsyn.models.stacknet import image_logit, prior_logit
+from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
 
@@ -75,7 +75,8 @@ class Reconstruction:
     radiance: np.ndarray  # (H, W, 3) float32, relative scale
     stack: np.ndarray  # (P, H, W, 3) float32 in [0, 1]
     evs: list[float]
-    inverse_crf: np.ndarray  # (3, 256)
+    inverse_crf: np.ndarray  # (3, 256) the curve the stack was merged with
+    estimated_curve: np.ndarray | None = None  # (256,) the photo's curve, as CurveNet estimates
 
 
 @torch.no_grad()
@@ -116,20 +117,23 @@ def reconstruct(
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:
         # what the networks added to the physical prior, upsampled, on the full-size prior
-        prior = model.config.prior
+        prior, curve = model.config.prior, generated.inverse_crf
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
         for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
             stops = image.new_tensor([ev])
-            shift = image_logit(generated.stack[:, index]) - prior_logit(small, stops, prior)
+            shift = image_logit(generated.stack[:, index]) - prior_logit(small, stops, prior, curve)
             shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
-            stack[:, index] = torch.sigmoid(prior_logit(image, stops, prior) + shift)
+            stack[:, index] = torch.sigmoid(prior_logit(image, stops, prior, curve) + shift)
         stack[:, evs_sorted.index(0.0)] = image
     else:
         stack = generated.stack
-    radiance, inverse_crf = merge_exposures(stack[0].float(), generated.evs.float())
+    radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
     return Reconstruction(
         radiance=radiance.permute(1, 2, 0).cpu().numpy(),
         stack=stack[0].permute(0, 2, 3, 1).cpu().numpy(),
         evs=evs_sorted,
-        inverse_crf=inverse_crf.cpu().numpy(),
+        inverse_crf=inverse_crf.float().cpu().numpy(),
+        estimated_curve=None
+        if generated.inverse_crf is None
+        else generated.inverse_crf[0].float().cpu().numpy(),
     )

@@ -16,8 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from hdrsyn.camera import DEFAULT_EVS, merge_exposures
+from hdrsyn.curves import reexpose
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
+from hdrsyn.models.curve import CurveNet
 from hdrsyn.models.unet import UNet
 from hdrsyn.tonemap import srgb_decode, srgb_encode
 
@@ -33,9 +35,12 @@ class ModelConfig:
     bottleneck (the paper's text), ``"none"`` for no recurrent state. ``condition`` is the CIN
     mode: ``"discrete"`` (one γ, β per step), ``"continuous"`` (any EV) or ``"none"``.
     ``decomposition=False`` drops the global and local nets (refinement net alone).
-    ``prior`` is what the image outputs are residuals of: ``"srgb"`` the physical exposure
-    change of the input under an sRGB response (decode, scale by 2^Δ, encode, clip), or
-    ``"identity"`` the input itself.
+    ``prior`` is what the image outputs are residuals of: the physical exposure change of the
+    input (decode, scale by 2^Δ, encode, clip) under the response curve that
+    :class:`~hdrsyn.models.curve.CurveNet` estimates from the photo (``"estimated"``) or under
+    sRGB (``"srgb"``), or ``"identity"`` the input itself. ``merge`` is the curve the HDR layer
+    merges the stack with: ``"solve"`` solves it from the stack (Eq. 1, the paper),
+    ``"estimated"`` takes the estimated curve (the one that made the stack's physical part).
     """
 
     global_base: int = 32
@@ -49,14 +54,19 @@ class ModelConfig:
     condition: str = "discrete"
     decomposition: bool = True
     prior: str = "srgb"
+    merge: str = "solve"
 
     def __post_init__(self):
         if self.gru not in ("code", "paper", "none"):
             raise HdrsynError(f"gru: {self.gru!r}; use 'code', 'paper' or 'none'")
         if self.condition not in ("discrete", "continuous", "none"):
             raise HdrsynError(f"condition: {self.condition!r}; use discrete, continuous or none")
-        if self.prior not in ("srgb", "identity"):
-            raise HdrsynError(f"prior: {self.prior!r}; use 'srgb' or 'identity'")
+        if self.prior not in ("estimated", "srgb", "identity"):
+            raise HdrsynError(f"prior: {self.prior!r}; use 'estimated', 'srgb' or 'identity'")
+        if self.merge not in ("solve", "estimated"):
+            raise HdrsynError(f"merge: {self.merge!r}; use 'solve' or 'estimated'")
+        if self.merge == "estimated" and self.prior != "estimated":
+            raise HdrsynError("merge = 'estimated' needs prior = 'estimated' (a curve estimate)")
 
     @property
     def multiple(self) -> int:
@@ -94,8 +104,11 @@ def exposure_prior(image: Tensor, stops: Tensor) -> Tensor:
     return srgb_encode(srgb_decode(image) * torch.exp2(stops).view(-1, 1, 1, 1).to(image.dtype))
 
 
-def prior_logit(image: Tensor, stops: Tensor, prior: str) -> Tensor:
-    """logit of ``image`` re-exposed by ``stops`` (B,) under ``prior`` (:class:`ModelConfig`)."""
+def prior_logit(image: Tensor, stops: Tensor, prior: str, curve: Tensor | None = None) -> Tensor:
+    """logit of ``image`` re-exposed by ``stops`` (B,) under ``prior`` (:class:`ModelConfig`);
+    ``curve``: the estimated ``g`` (B, 256) for ``prior = "estimated"``."""
+    if prior == "estimated":
+        return image_logit(reexpose(image, stops, curve))
     return image_logit(exposure_prior(image, stops) if prior == "srgb" else image)
 
 
@@ -138,14 +151,16 @@ class StopNet(nn.Module):
                 nn.init.zeros_(net.head.weight)
                 nn.init.zeros_(net.head.bias)
 
-    def prior(self, image: Tensor, condition: Tensor) -> Tensor:
+    def prior(self, image: Tensor, condition: Tensor, curve: Tensor | None) -> Tensor:
         """logit of what the step starts from (see :class:`ModelConfig`)."""
-        return prior_logit(image, condition[:, 1] - condition[:, 0], self.config.prior)
+        return prior_logit(image, condition[:, 1] - condition[:, 0], self.config.prior, curve)
 
-    def global_tone(self, image: Tensor, condition: Tensor, state: dict) -> Tensor:
+    def global_tone(
+        self, image: Tensor, condition: Tensor, state: dict, curve: Tensor | None = None
+    ) -> Tensor:
         """The global net's estimate of the next exposure (Eq. 4 supervises it)."""
         logits, state["global"] = self.global_net(image, condition, state.get("global"))
-        return torch.sigmoid(self.prior(image, condition) + logits)
+        return torch.sigmoid(self.prior(image, condition, curve) + logits)
 
     def edges(self, image: Tensor, edge: Tensor, condition: Tensor, state: dict) -> Tensor:
         """The local net's edge map of the next exposure (Eq. 5 supervises it)."""
@@ -154,13 +169,20 @@ class StopNet(nn.Module):
         return torch.sigmoid(logits)
 
     def forward(
-        self, image: Tensor, edge: Tensor, condition: Tensor, state: dict[str, Tensor | None]
+        self,
+        image: Tensor,
+        edge: Tensor,
+        condition: Tensor,
+        state: dict[str, Tensor | None],
+        curve: Tensor | None = None,
     ) -> StepOutput:
-        """``condition``: (B, 2) = (ev_from, ev_to); ``state``: GRU states, updated in place."""
+        """``condition``: (B, 2) = (ev_from, ev_to); ``state``: GRU states, updated in place;
+        ``curve``: the photo's estimated ``g`` (B, 256) when the prior uses it."""
         if self.global_net is None:
             logits, state["refine"] = self.refine_net(image, condition, state.get("refine"))
-            return StepOutput(torch.sigmoid(self.prior(image, condition) + logits), None, None)
-        global_image = self.global_tone(image, condition, state)
+            prior = self.prior(image, condition, curve)
+            return StepOutput(torch.sigmoid(prior + logits), None, None)
+        global_image = self.global_tone(image, condition, state, curve)
         new_edge = self.edges(image, edge, condition, state)
         logits, state["refine"] = self.refine_net(
             torch.cat([image, global_image, new_edge], dim=1), condition, state.get("refine")
@@ -173,6 +195,7 @@ class StackOutput:
     stack: Tensor  # (B, P, 3, H, W) in [0, 1], sorted by EV, the input at EV 0 included
     evs: Tensor  # (P,) stops relative to the input
     steps: list[tuple[float, float, StepOutput]]  # (ev_from, ev_to, output) of every step
+    inverse_crf: Tensor | None = None  # (B, 256) the estimated g of the photo's camera
 
 
 def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
@@ -192,6 +215,11 @@ class StackGenerator(nn.Module):
         self.config = config
         self.stop_up = StopNet(config)
         self.stop_down = StopNet(config)
+        self.curve_net = CurveNet() if config.prior == "estimated" else None
+
+    def estimate_curve(self, image: Tensor) -> Tensor | None:
+        """The photo's ``g`` (B, 256) from :class:`CurveNet`, or None without one."""
+        return None if self.curve_net is None else self.curve_net(image)
 
     def _chains(self, evs: Sequence[float]) -> tuple[list[float], list[float]]:
         evs = sorted(float(ev) for ev in evs)
@@ -211,6 +239,9 @@ class StackGenerator(nn.Module):
     def forward(self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS) -> StackOutput:
         """``image``: (B, 3, H, W) in [0, 1], any size."""
         up, down = self._chains(evs)
+        inverse_crf = self.estimate_curve(image)
+        # the stop nets take the curve as given; CurveNet learns from the curve loss alone
+        curve = None if inverse_crf is None else inverse_crf.detach()
         padded, (height, width) = pad_to(image, self.config.multiple)
         first_edge = canny_edges(padded)
         results: dict[float, Tensor] = {0.0: padded}
@@ -220,7 +251,7 @@ class StackGenerator(nn.Module):
             state: dict[str, Tensor | None] = {}
             for target in chain:
                 condition = padded.new_tensor([previous, target]).expand(padded.shape[0], 2)
-                output = net(current, edge, condition, state)
+                output = net(current, edge, condition, state, curve)
                 steps.append((previous, target, output))
                 current, previous = output.image, target
                 edge = output.edge if output.edge is not None else edge
@@ -232,7 +263,7 @@ class StackGenerator(nn.Module):
                 value = getattr(output, name)
                 if value is not None:
                     setattr(output, name, value[..., :height, :width])
-        return StackOutput(stack, image.new_tensor(ordered), steps)
+        return StackOutput(stack, image.new_tensor(ordered), steps, inverse_crf)
 
 
 class HDRSynthesizer(nn.Module):
@@ -247,8 +278,19 @@ class HDRSynthesizer(nn.Module):
         self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS
     ) -> tuple[StackOutput, Tensor]:
         generated = self.generator(image, evs)
-        radiance, _ = merge_exposures(generated.stack, generated.evs)
-        return generated, radiance
+        return generated, merge_stack(generated, self.config)[0]
+
+
+def merge_stack(
+    generated: StackOutput, config: ModelConfig, stack: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(radiance (B, 3, H, W), g (B, 3, 256))`` of a generated stack (or of ``stack``, e.g.
+    its full-resolution version) through the HDR layer, with the curve ``config.merge`` names."""
+    stack = generated.stack if stack is None else stack
+    curve = None
+    if config.merge == "estimated":
+        curve = generated.inverse_crf.detach().unsqueeze(1).expand(-1, 3, -1)
+    return merge_exposures(stack, generated.evs, inverse_crf=curve)
 
 
 def parameter_count(module: nn.Module) -> int:
