@@ -12,8 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 from hdrsyn import HdrsynError, write_hdr
+from hdrsyn.data import HELD_OUT, SyntheticStackDataset
+from hdrsyn.models import ModelConfig, StackGenerator
 from hdrsyn.reconstruct import load_model
 from hdrsyn.train import (
+    LossConfig,
+    StageConfig,
+    StageObjective,
+    centralize_gradients,
     config_from_dict,
     export_weights,
     load_config,
@@ -71,15 +77,28 @@ def test_committed_configs_are_valid():
     small = load_config(ROOT / "configs" / "small.toml")
     paper = load_config(ROOT / "configs" / "paper.toml")
     assert small.preset == "small" and paper.preset == "paper"
-    assert [s.kind for s in small.stages] == ["global", "local", "joint", "joint"]
+    assert [s.kind for s in small.stages] == ["curve", "joint"]
+    assert small.model.prior == "estimated" == paper.model.prior
     assert small.optim.betas == (0.5, 0.999) and small.loss.mu == 5000
-    load_config(ROOT / "configs" / "small-finetune.toml")
+    assert sorted(small.data.exclude) == sorted(HELD_OUT)  # never trained on
+    for name in ("v1-small", "small-finetune"):
+        load_config(ROOT / "configs" / f"{name}.toml")
+
+
+def test_no_curve_ablation_differs_from_small_only_where_marked():
+    small = load_config(ROOT / "configs" / "small.toml").to_dict()
+    ablation = load_config(ROOT / "configs" / "ablations" / "no-curve.toml").to_dict()
+    changed = {f"{section}.{key}" for section in ("model", "data", "optim", "loss", "run")
+               for key in small[section] if small[section][key] != ablation[section][key]}
+    assert changed == {"model.prior", "model.merge", "data.workers"}  # fmt: skip
+    joint = [s for s in small["stages"] if s["kind"] == "joint"]
+    assert [s for s in ablation["stages"]] == joint  # the same joint stage, no curve stage
 
 
 @pytest.mark.parametrize("name", ["no-hdr-loss", "no-cobi", "no-cin", "no-decomposition",
                                   "no-recurrence"])  # fmt: skip
 def test_ablation_configs_differ_from_small_only_where_marked_and_train(name, hdr_folder, tmp_path):
-    small = load_config(ROOT / "configs" / "small.toml").to_dict()
+    small = load_config(ROOT / "configs" / "v1-small.toml").to_dict()  # what they ablated
     ablation = load_config(ROOT / "configs" / "ablations" / f"{name}.toml").to_dict()
     changed = {
         f"{section}.{key}"
@@ -197,3 +216,76 @@ def test_ddp_two_cpu_processes(hdr_folder, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights.values())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert max(row["step"] for row in log) == 7
+
+
+TINY = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
+        "refine_base": 4, "refine_levels": 2, "max_width": 8}  # fmt: skip
+
+
+def test_gradient_centralisation_touches_conv_and_linear_weights_only():
+    generator = StackGenerator(ModelConfig(**TINY, prior="estimated"))
+    for parameter in generator.parameters():
+        parameter.grad = torch.rand_like(parameter) + 1.0
+    before = {name: p.grad.clone() for name, p in generator.named_parameters()}
+    centralize_gradients(generator)
+    for name, parameter in generator.named_parameters():
+        is_weight = name.endswith("weight") and parameter.dim() > 1
+        if is_weight:  # conv 4-D and linear 2-D: each output's gradient has mean 0
+            means = parameter.grad.flatten(1).mean(dim=1)
+            torch.testing.assert_close(means, torch.zeros_like(means), atol=1e-6, rtol=0)
+        else:  # biases and the CIN γ/β tables (slots × channels) are left alone
+            assert torch.equal(parameter.grad, before[name]), name
+    assert any(".gamma" in name for name in before)  # the tables exist in this model
+
+
+def test_local_stage_feeds_each_step_the_previous_steps_predicted_edges(hdr_folder, monkeypatch):
+    generator = StackGenerator(ModelConfig(**TINY))
+    seen = []
+    for net in (generator.stop_up, generator.stop_down):
+        original = net.edges
+
+        def spy(image, edge, condition, state, original=original):
+            out = original(image, edge, condition, state)
+            seen.append((edge, out))
+            return out
+
+        monkeypatch.setattr(net, "edges", spy)
+    batch = torch.utils.data.default_collate(
+        [SyntheticStackDataset(hdr_folder, size=16, length=2)[i] for i in range(2)]
+    )
+    objective = StageObjective(generator, StageConfig("local", "local", 1), LossConfig(), None)
+    objective(batch)
+    assert len(seen) == 6  # three steps up, three down
+    from hdrsyn.edges import canny_edges
+
+    first = canny_edges(batch["input"])
+    for chain in (seen[:3], seen[3:]):
+        assert torch.equal(chain[0][0][..., :16, :16], first)  # the photo's own edges first
+        for (_, previous), (edge, _) in zip(chain, chain[1:]):
+            assert edge is previous  # then what the net itself predicted, as at inference
+
+
+def test_curve_stage_learns_a_fixed_batch(hdr_folder):
+    torch.manual_seed(0)
+    generator = StackGenerator(ModelConfig(**TINY, prior="estimated"))
+    data = SyntheticStackDataset(hdr_folder, size=32, length=8, noise=False, jpeg=False)
+    batch = torch.utils.data.default_collate([data[i] for i in range(8)])
+    objective = StageObjective(generator, StageConfig("curve", "curve", 1), LossConfig(), None)
+    optimizer = torch.optim.Adam(generator.curve_net.parameters(), lr=1e-3)
+    first = objective(batch)[0].item()
+    for _ in range(60):
+        loss, parts = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert parts["curve_rmse"].item() < 0.5 * first
+    assert all(p.grad is None for p in generator.stop_up.parameters())  # the curve net alone
+
+
+def test_curve_stage_needs_a_curve_estimating_model(hdr_folder):
+    values = tiny_config(hdr_folder)
+    values["stages"] = [{"name": "curve", "kind": "curve", "steps": 1}]
+    with pytest.raises(HdrsynError, match="curve estimator"):
+        config_from_dict(values)
+    values["model"]["prior"] = "estimated"
+    config_from_dict(values)

@@ -33,14 +33,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from hdrsyn.camera import merge_exposures
+from hdrsyn.curves import curve_rmse
 from hdrsyn.data import SyntheticStackDataset
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
-from hdrsyn.losses import CoBiLoss, edge_loss, histogram_loss, l1_loss, mu_law_loss
+from hdrsyn.losses import (
+    CoBiLoss,
+    edge_loss,
+    highlight_loss,
+    histogram_loss,
+    l1_loss,
+    mu_law_loss,
+)
 from hdrsyn.metrics import hdr_psnr, linearised_input, psnr, well_exposed
 from hdrsyn.models import PRESETS, ModelConfig, StackGenerator
-from hdrsyn.models.stacknet import pad_to
+from hdrsyn.models.stacknet import merge_stack, pad_to
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +55,8 @@ from hdrsyn.models.stacknet import pad_to
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    source: str = "../shared/data/hdr"
+    source: str | list[str] = "../shared/data/hdr"  # folders and/or files of HDR images
+    exclude: list[str] = field(default_factory=list)  # e.g. data.HELD_OUT: never trained on
     size: int = 128
     batch_size: int = 4
     val_views: int = 12
@@ -72,6 +80,8 @@ class LossConfig:
     edge: float = 1.0
     hdr: float = 1.0
     cobi: float = 0.1
+    highlight: float = 0.0  # log-radiance L1 on the photo's clipped pixels (docs/losses.md)
+    curve: float = 1.0  # RMSE of the estimated ln f⁻¹ (curve stage)
     mu: float = 5000.0
     vgg_weights: str = ""  # a local VGG-19 file for CoBi; empty: RGB patches
 
@@ -79,16 +89,22 @@ class LossConfig:
 @dataclass
 class StageConfig:
     name: str
-    kind: str  # global | local | joint
+    kind: str  # curve | global | local | joint
     steps: int
     hdr_loss: bool = True  # joint stage: the HDR loss through the differentiable layer
     cobi: bool = True  # joint stage: CoBi on the refined images
+    batch_size: int = 0  # 0: [data] batch_size
+    lr: float = 0.0  # 0: [optim] lr
 
     def __post_init__(self):
-        if self.kind not in ("global", "local", "joint"):
-            raise HdrsynError(f"stage {self.name}: kind {self.kind!r}; use global, local or joint")
+        if self.kind not in ("curve", "global", "local", "joint"):
+            raise HdrsynError(
+                f"stage {self.name}: kind {self.kind!r}; use curve, global, local or joint"
+            )
         if self.steps < 0:
             raise HdrsynError(f"stage {self.name}: steps must be ≥ 0")
+        if self.batch_size < 0 or self.lr < 0:
+            raise HdrsynError(f"stage {self.name}: batch_size and lr must be ≥ 0")
 
 
 @dataclass
@@ -155,7 +171,13 @@ def config_from_dict(values: dict, where: str = "config") -> TrainConfig:
     )
     if values:
         raise HdrsynError(f"{where}: unknown section(s) {', '.join(sorted(values))}")
-    separate = [s.name for s in config.stages if s.kind != "joint"]
+    separate = [s.name for s in config.stages if s.kind in ("global", "local")]
+    curve_stages = [s.name for s in config.stages if s.kind == "curve"]
+    if curve_stages and config.model.prior != "estimated":
+        raise HdrsynError(
+            f"{where}: stage(s) {', '.join(curve_stages)} train the curve estimator, which only "
+            "a model with prior = 'estimated' has"
+        )
     if not config.model.decomposition and separate:
         raise HdrsynError(
             f"{where}: stage(s) {', '.join(separate)} train the global/local nets, which a "
@@ -189,6 +211,10 @@ class StageObjective(nn.Module):
     def forward(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         if self.stage.kind == "joint":
             return self._joint(batch)
+        if self.stage.kind == "curve":
+            estimate = self.generator.estimate_curve(batch["input"])
+            loss = curve_rmse(estimate.float(), batch["inverse_crf"][:, 0].float()).mean()
+            return self.weights.curve * loss, {"curve_rmse": loss}
         return self._teacher_forced(batch)
 
     def _pairs(self, evs: list[float]):
@@ -204,22 +230,27 @@ class StageObjective(nn.Module):
         padded = torch.stack(
             [pad_to(stack[:, i], self.generator.config.multiple)[0] for i in range(len(evs))], 1
         )
+        with torch.no_grad():
+            curve = self.generator.estimate_curve(batch["input"])
+        first_edges = canny_edges(pad_to(batch["input"], self.generator.config.multiple)[0])
         total, parts, count = 0.0, {}, 0
         for net, pairs in self._pairs(evs):
             state: dict = {}
+            edge = first_edges  # as at inference: the photo's edges, then each step's own
             for source, target in pairs:
                 condition = stack.new_tensor([evs[source], evs[target]]).expand(len(stack), 2)
                 current = padded[:, source]
                 truth = stack[:, target].float()
                 if self.stage.kind == "global":
-                    estimate = net.global_tone(current, condition, state)[..., :height, :width]
+                    estimate = net.global_tone(current, condition, state, curve)
+                    estimate = estimate[..., :height, :width]
                     l1 = l1_loss(estimate.float(), truth)
                     hist = histogram_loss(estimate.float(), truth)
                     loss = self.weights.l1 * l1 + self.weights.histogram * hist
                     _accumulate(parts, {"l1": l1, "histogram": hist})
                 else:
-                    edges = net.edges(current, canny_edges(current), condition, state)
-                    loss = self.weights.edge * edge_loss(edges[..., :height, :width].float(), truth)
+                    edge = net.edges(current, edge, condition, state)
+                    loss = self.weights.edge * edge_loss(edge[..., :height, :width].float(), truth)
                     _accumulate(parts, {"edge": loss})
                 total, count = total + loss, count + 1
         return total / count, {k: v / count for k, v in parts.items()}
@@ -252,16 +283,19 @@ class StageObjective(nn.Module):
             total = total + loss
         steps = len(generated.steps)
         total, parts = total / steps, {k: v / steps for k, v in parts.items()}
-        if self.stage.hdr_loss and self.weights.hdr > 0:
+        wants_hdr = self.stage.hdr_loss and (self.weights.hdr > 0 or self.weights.highlight > 0)
+        if wants_hdr:
             with torch.autocast(stack.device.type, enabled=False):
-                radiance, _ = merge_exposures(generated.stack.float(), generated.evs.float())
-                parts["hdr"] = mu_law_loss(
-                    radiance,
-                    batch["radiance"].float(),
-                    self.weights.mu,
-                    well_exposed(batch["input"].float()),
-                )
-            total = total + self.weights.hdr * parts["hdr"]
+                generated.stack = generated.stack.float()
+                radiance, _ = merge_stack(generated, self.generator.config)
+                photo, reference = batch["input"].float(), batch["radiance"].float()
+                mask = well_exposed(photo)
+                if self.weights.hdr > 0:
+                    parts["hdr"] = mu_law_loss(radiance, reference, self.weights.mu, mask)
+                    total = total + self.weights.hdr * parts["hdr"]
+                if self.weights.highlight > 0:
+                    parts["highlight"] = highlight_loss(radiance, reference, photo, mask)
+                    total = total + self.weights.highlight * parts["highlight"]
         return total, parts
 
 
@@ -272,11 +306,13 @@ def _accumulate(parts: dict, terms: dict) -> None:
 
 def centralize_gradients(module: nn.Module) -> None:
     """Gradient centralisation (Yong et al. 2020): remove the mean of each conv/linear weight's
-    gradient over all but the output dimension."""
-    for parameter in module.parameters():
-        if parameter.grad is not None and parameter.dim() > 1:
-            dims = tuple(range(1, parameter.dim()))
-            parameter.grad -= parameter.grad.mean(dim=dims, keepdim=True)
+    gradient over all but the output dimension. Only conv and linear weights: the CIN tables
+    (slots × channels) are 2-D too, but centring them over channels would tie every channel's
+    γ and β to the others'."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear) and layer.weight.grad is not None:
+            grad = layer.weight.grad
+            grad -= grad.mean(dim=tuple(range(1, grad.dim())), keepdim=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,20 +465,24 @@ def train(
     )
     step = 0
     if init is not None and not resume:
-        weights = load_file(str(init))
-        generator.load_state_dict({k: v.float() for k, v in weights.items()})
+        _load_init(generator, init)
     if resume and _checkpoints(run):
         step = load_checkpoint(_checkpoints(run)[-1], generator, optimizer)
 
     data = config.data
-    train_set = SyntheticStackDataset(
-        data.source, size=data.size, split="train", seed=config.run.seed,
-        length=max(1, config.total_steps * context.world * data.batch_size),
-        noise=data.noise, jpeg=data.jpeg,
-    )  # fmt: skip
+    largest_batch = max(_batch_size(s, data) for s in config.stages)
+    train_sets = {
+        make_stack: SyntheticStackDataset(
+            data.source, exclude=data.exclude, size=data.size, split="train",
+            seed=config.run.seed, length=max(1, config.total_steps * context.world * largest_batch),
+            noise=data.noise, jpeg=data.jpeg, stack=make_stack,
+        )  # fmt: skip
+        for make_stack in (True, False)
+    }
     val_set = SyntheticStackDataset(
-        data.source, size=data.size, split="val", length=data.val_views, seed=config.run.seed
-    )
+        data.source, exclude=data.exclude, size=data.size, split="val", length=data.val_views,
+        seed=config.run.seed,
+    )  # fmt: skip
     cobi = CoBiLoss(config.loss.vgg_weights or None).to(context.device)
     stop = config.total_steps if stop_after is None else min(stop_after, config.total_steps)
     started = time.monotonic()
@@ -456,13 +496,16 @@ def train(
         stage_start, boundary = boundary, boundary + stage.steps
         if step >= boundary or step >= stop:
             continue
+        for group in optimizer.param_groups:
+            group["lr"] = stage.lr or config.optim.lr
         objective = StageObjective(generator, stage, config.loss, cobi)
         if context.world > 1:
             objective = DistributedDataParallel(objective, find_unused_parameters=True)
+        batch_size = _batch_size(stage, data)
         loader = DataLoader(
-            train_set,
-            batch_size=data.batch_size,
-            sampler=_StepSampler(step, min(boundary, stop), data.batch_size, context.rank,
+            train_sets[stage.kind != "curve"],  # the curve stage needs only photo and curve
+            batch_size=batch_size,
+            sampler=_StepSampler(step, min(boundary, stop), batch_size, context.rank,
                                  context.world),
             num_workers=data.workers,
             persistent_workers=False,
@@ -530,6 +573,30 @@ def train(
     return metrics
 
 
+def _batch_size(stage: StageConfig, data: DataConfig) -> int:
+    return stage.batch_size or data.batch_size
+
+
+def _load_init(generator: StackGenerator, init) -> None:
+    """Start from another model's weights. Sub-nets the file lacks (e.g. the curve estimator
+    of a model trained before it existed) keep their initialisation; anything else must fit."""
+    path = Path(init)
+    if not path.is_file():
+        raise HdrsynError(f"{path}: no such weights file (--init)")
+    try:
+        weights = load_file(str(path))
+    except Exception as error:  # safetensors raises several types for bad files
+        raise HdrsynError(f"{path}: not a readable safetensors file ({error})") from None
+    try:
+        result = generator.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    except RuntimeError as error:
+        raise HdrsynError(f"{path}: weights do not fit the model config ({error})") from None
+    missing = [k for k in result.missing_keys if not k.startswith("curve_net.")]
+    if result.unexpected_keys or missing:
+        extra = (result.unexpected_keys + missing)[:3]
+        raise HdrsynError(f"{path}: weights do not fit the model config ({', '.join(extra)} …)")
+
+
 def _agree(flag: bool, context: _Context) -> bool:
     """True on every rank if it is true on any."""
     if context.world == 1:
@@ -550,29 +617,32 @@ def _tensorboard(run: Path):
 
 @torch.no_grad()
 def validate(generator: StackGenerator, dataset, device, run: Path | None = None, step: int = 0):
-    """Stack PSNR (generated EV ≠ 0 vs target, 8-bit) and HDR μ-law PSNR of ours and of the
-    linearised input, over the fixed validation views; writes a contact sheet PNG to ``run``."""
+    """Stack PSNR (generated EV ≠ 0 vs target, 8-bit), HDR μ-law PSNR of ours and of the
+    linearised input, and the estimated curve's ln f⁻¹ RMSE (models that estimate it), over the
+    fixed validation views; writes a contact sheet PNG to ``run``."""
     generator.eval()
-    stack_scores, hdr_scores, baseline_scores, pictures = [], [], [], []
+    scores: dict[str, list] = {"stack_psnr": [], "hdr_psnr": [], "linearised_hdr_psnr": []}
+    pictures = []
     for index in range(len(dataset)):
         sample = dataset[index]
         photo = sample["input"][None].to(device)
         generated = generator(photo, sample["evs"].tolist())
-        stack = generated.stack.float().cpu()[0]
+        generated.stack = generated.stack.float()
+        radiance = merge_stack(generated, generator.config)[0].cpu()
+        stack = generated.stack.cpu()[0]
         target = sample["stack"]
         others = [i for i, ev in enumerate(sample["evs"].tolist()) if ev != 0]
-        stack_scores.append(psnr(stack[others], target[others]).mean())
-        radiance, _ = merge_exposures(stack, sample["evs"])
+        scores["stack_psnr"].append(psnr(stack[others], target[others]).mean())
         reference = sample["radiance"][None]
-        hdr_scores.append(hdr_psnr(radiance[None], reference, photo.cpu())[0])
-        baseline_scores.append(hdr_psnr(linearised_input(photo.cpu()), reference, photo.cpu())[0])
+        scores["hdr_psnr"].append(hdr_psnr(radiance, reference, photo.cpu())[0])
+        linear = linearised_input(photo.cpu())
+        scores["linearised_hdr_psnr"].append(hdr_psnr(linear, reference, photo.cpu())[0])
+        if generated.inverse_crf is not None:
+            error = curve_rmse(generated.inverse_crf.float().cpu()[0], sample["inverse_crf"][0])
+            scores.setdefault("curve_rmse", []).append(error)
         if index < 3:
-            pictures.append((sample, stack, radiance))
-    metrics = {
-        "stack_psnr": float(torch.stack(stack_scores).mean()),
-        "hdr_psnr": float(torch.stack(hdr_scores).mean()),
-        "linearised_hdr_psnr": float(torch.stack(baseline_scores).mean()),
-    }
+            pictures.append((sample, stack, radiance[0]))
+    metrics = {key: float(torch.stack(values).mean()) for key, values in scores.items()}
     if run is not None:
         _validation_sheet(run / f"validation-{step:07d}.png", pictures)
     return metrics
