@@ -65,10 +65,18 @@ def test_evaluate_cli_end_to_end(hdr_test_folder, tmp_path, capsys):
             "--size", "64", "--model", "ours=small"]  # fmt: skip
     assert main(argv) == 0
     rows = read_rows(report / "results.csv")
-    assert [r["method"] for r in rows] == ["ours", "linearised", "akyuz", "huo", "oracle"] * 2
+    methods = ["ours", "linearised", "akyuz", "huo", "true-curve", "oracle"]
+    assert [r["method"] for r in rows] == methods * 2
     for row in rows:
-        for column in ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr"):
+        for column in ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr", "pu21_psnr_well"):
             assert np.isfinite(float(row[column])), (row["method"], column)
+    assert [r["group"] for r in rows[::6]] == ["srgb", "srgb"]  # view 0 and 1: kind 0 = sRGB
+    # through an sRGB camera the linearised photo is nearly the true-curve photo (they differ
+    # only at levels 0 and 255, which the table reads at 0.5 and 254.5)
+    by_method = {r["method"]: r for r in rows[:6]}
+    assert float(by_method["linearised"]["pu21_psnr"]) > 45
+    assert float(by_method["true-curve"]["pu21_psnr"]) > 45
+    assert float(by_method["linearised"]["curve_rmse"]) < 0.01
     assert rows[0]["psnr_ev+1"] and rows[0]["ms_ssim_ev+1"] == "nan"  # 64 px: too small
     assert rows[1]["psnr_ev+1"] == ""  # baselines make no stack
     oracle = [float(r["mu_psnr"]) for r in rows if r["method"] == "oracle"]
@@ -76,6 +84,7 @@ def test_evaluate_cli_end_to_end(hdr_test_folder, tmp_path, capsys):
     assert min(oracle) > max(linear)  # the true stack beats a single linearised photo
     text = (report / "report.md").read_text()
     assert "| ours |" in text and "| oracle |" in text and "EV +3" in text
+    assert "by the camera's curve group" in text and "by region" in text
     assert len(list((report / "images").glob("*.png"))) == 2
     capsys.readouterr()
     assert main(argv) == 2  # no silent overwrite
@@ -105,7 +114,7 @@ def test_evaluate_bracketed_scenes(tmp_path):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["--data", "missing-folder"], "not a folder"),
+        (["--data", "missing-folder"], "no such file or folder"),
         (["--baselines", "magic"], "unknown magic"),
         (["--model", "nope.safetensors"], "no such weights file"),
         (["--model", "=x"], "NAME=PATH"),

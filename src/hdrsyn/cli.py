@@ -30,11 +30,13 @@ PREVIEW_EXAMPLES = """examples:
 
 
 EVALUATE_EXAMPLES = """examples:
-  hdrsyn evaluate --data ../shared/data/hdr -o report/
-  hdrsyn evaluate --data hdr-test/ --model ours=small --model no-hdr=runs/no-hdr -o report/
+  hdrsyn evaluate --data ../shared/data/hdr/sunrise.exr ../shared/data/hdr-extra/bridge.exr \
+      ../shared/data/hdr-extra/lobby.exr --views 48 -o report/
+  hdrsyn evaluate --data hdr-test/ --model ours=small --model no-curve=runs/no-curve -o report/
   hdrsyn evaluate --data vds-test/ --size 256 --baselines linearised oracle -o vds-report/
---data is a folder of HDR images (held-out views, test-family response curves) or of bracketed
-scenes, one sub-folder each (docs/data.md). Metrics: docs/results.md."""
+--data is HDR images or folders of them (scenes never trained on: views looking anywhere,
+through each test-family response curve in turn) or one folder of bracketed scenes, one
+sub-folder each (docs/data.md). Protocol and metrics: docs/results.md."""
 
 
 TRAIN_EXAMPLES = """examples:
@@ -145,15 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("--data", required=True, metavar="DIR", help="test-set folder")
+    evaluate.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                          help="HDR files/folders, or one folder of bracketed scenes")
     evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
                           help="shipped name, .safetensors or run folder; repeat to compare "
                           "(default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
-                          default=["linearised", "akyuz", "huo", "oracle"],
-                          help="from linearised akyuz huo oracle (default: all)")  # fmt: skip
-    evaluate.add_argument("--views", type=int, default=12, help="views from an HDR folder")
+                          default=["linearised", "akyuz", "huo", "true-curve", "oracle"],
+                          help="from linearised akyuz huo true-curve oracle (default: all); "
+                          "true-curve: the photo through its camera's true inverse curve")
+    evaluate.add_argument("--views", type=int, default=24,
+                          help="views from HDR images (default 24)")  # fmt: skip
     evaluate.add_argument("--size", type=int, default=256, help="image side (default 256)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")

@@ -1,10 +1,16 @@
 """``hdrsyn evaluate``: models, classical baselines and the oracle on one test set, one report.
 
-The test set is either a folder of HDR radiance maps, from which fixed held-out views are made
-exactly as validation makes them (DESIGN.md §5) but through the *test* family of response
-curves, or a folder of real bracketed scenes (:class:`hdrsyn.data.BracketedStackDataset`).
-Every method's radiance is scale-aligned to the reference (:func:`hdrsyn.metrics.align_scale`)
-before any HDR measure; stack measures compare generated and true exposures at EV ±1, ±2, ±3.
+The test set is either HDR radiance maps (folders and/or files of scenes never trained on, e.g.
+:data:`hdrsyn.data.HELD_OUT`), from which fixed views are cut looking anywhere and photographed
+through the *test* family of response curves, each kind in turn (split ``test`` of
+:class:`hdrsyn.data.SyntheticStackDataset`), or a folder of real bracketed scenes
+(:class:`hdrsyn.data.BracketedStackDataset`). Every method's radiance is scored under the
+protocol of :mod:`hdrsyn.metrics` (median luminance-ratio alignment over the photo's
+well-exposed pixels, 99.9th percentile at 1000 cd/m², PU21 per channel), over the whole image
+and per region (well exposed / clipped / dark), and the report breaks it down by curve group
+(sRGB, highlight roll-off, other). Stack measures compare generated and true exposures at EV
+±1, ±2, ±3. Models that estimate the camera's curve are also scored on it (ln f⁻¹ RMSE), next
+to assuming sRGB.
 """
 
 from __future__ import annotations
@@ -25,42 +31,58 @@ from tqdm import tqdm
 from hdrsyn import __version__
 from hdrsyn.baselines import BASELINES
 from hdrsyn.camera import merge_exposures
+from hdrsyn.curves import curve_rmse, decode, srgb_log_inverse
 from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import HDR_SUFFIXES, write_bytes, write_ldr
 from hdrsyn.metrics import (
-    align_scale,
-    aligned_metrics,
+    alignment_mask,
     display_referred,
+    hdr_metrics,
     ms_ssim,
+    protocol_align,
     psnr,
     pu21_encode,
     ssim,
-    well_exposed,
 )
 from hdrsyn.plots import contact_sheet, stack_rows
 from hdrsyn.reconstruct import load_model, reconstruct
 from hdrsyn.tonemap import display, luminance
 
 HDR_COLUMNS = ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr")
+REGION_COLUMNS = ("pu21_psnr_well", "pu21_psnr_clipped", "pu21_psnr_dark")
+GROUPS = ("srgb", "roll-off", "other")
 STACK_EVS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
 STACK_COLUMNS = tuple(
     f"{kind}_ev{ev:+g}" for ev in STACK_EVS for kind in ("psnr", "ssim", "ms_ssim")
 )
-CLASSICAL = (*BASELINES, "oracle")
+CLASSICAL = (*BASELINES, "true-curve", "oracle")
 ERROR_RANGE = 64.0  # PU21 units at full colour of the error maps (≈ a quarter of SDR range)
 
 
-def test_set(data: str | os.PathLike, *, size: int = 256, views: int = 12, seed: int = 0):
-    """The dataset ``hdrsyn evaluate`` reads from ``data`` (see the module doc)."""
-    data = Path(data)
-    if not data.is_dir():
-        raise HdrsynError(f"{data}: not a folder")
-    if any(p.suffix.lower() in HDR_SUFFIXES for p in data.iterdir()):
+def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
+    """The dataset ``hdrsyn evaluate`` reads from ``data`` (see the module doc): HDR files
+    and/or folders of them, or one folder of bracketed scene folders."""
+    paths = [Path(p) for p in ([data] if isinstance(data, str | os.PathLike) else data)]
+    for path in paths:
+        if not path.exists():
+            raise HdrsynError(f"{path}: no such file or folder")
+
+    def has_hdr(path: Path) -> bool:
+        if path.is_file():
+            return path.suffix.lower() in HDR_SUFFIXES
+        return any(p.suffix.lower() in HDR_SUFFIXES for p in path.iterdir())
+
+    if all(has_hdr(p) for p in paths):
         return SyntheticStackDataset(
-            data, size=size, split="val", length=views, seed=seed, curves="test"
+            paths, size=size, split="test", length=views, seed=seed, curves="test"
         )
-    return BracketedStackDataset(data, size=size)
+    if len(paths) != 1 or not paths[0].is_dir():
+        raise HdrsynError(
+            f"{', '.join(map(str, paths))}: give HDR images (files or folders) or one folder "
+            "of bracketed scene folders"
+        )
+    return BracketedStackDataset(paths[0], size=size)
 
 
 def _model_label(spec: str) -> tuple[str, str]:
@@ -80,7 +102,7 @@ def evaluate(
     models: list[str] = ("small",),
     baselines: list[str] = CLASSICAL,
     size: int = 256,
-    views: int = 12,
+    views: int = 24,
     seed: int = 0,
     overwrite: bool = False,
 ) -> list[dict]:
@@ -105,20 +127,21 @@ def evaluate(
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image"):
         sample = dataset[index]
         name = f"{index:03d}_{Path(sample['source']).stem}"
-        mask = well_exposed(sample["input"][None])
-        aligned, image_rows = _evaluate_one(sample, loaded, baselines, mask)
+        mask = alignment_mask(sample["input"][None])
+        aligned, image_rows = _evaluate_one(sample, loaded, baselines)
         for method, row in image_rows.items():
             rows.append({"image": name, "source": sample["source"], "curve": sample["curve"],
-                         "method": method, **row})  # fmt: skip
+                         "group": sample["curve_group"], "method": method, **row})  # fmt: skip
         picture = _picture(sample, aligned, mask)
         write_ldr(output / "images" / f"{name}.png", picture, overwrite=True)
     seconds = time.perf_counter() - started
     _write_csv(output / "results.csv", rows, overwrite)
     settings = {
-        "data": str(data),
+        "data": ", ".join(map(str, [data] if isinstance(data, str | os.PathLike) else data)),
         "test set": f"{len(dataset)} images"
         + (
-            f", {size}², views {views}, seed {seed}, test-family response curves"
+            f", {size}², views {views}, seed {seed}, test-family response curves (each kind in "
+            "turn)"
             if isinstance(dataset, SyntheticStackDataset)
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
@@ -133,17 +156,21 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines, mask):
-    """Every method's radiance, scale-aligned to the reference over ``mask``, and its scores."""
+def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines):
+    """Every method's radiance, aligned to the reference as the protocol says, and its scores."""
     photo = sample["input"].float()
     reference = sample["radiance"].float()[None]
     stack, evs = sample["stack"].float(), [float(ev) for ev in sample["evs"]]
+    true_curve = sample["inverse_crf"].float()
     radiances, rows = {}, {}
     for label, model in models.items():
         result = reconstruct(photo.permute(1, 2, 0).numpy(), model)
         radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
         generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
         rows[label] = {}
+        if result.estimated_curve is not None:
+            estimate = torch.from_numpy(result.estimated_curve)
+            rows[label]["curve_rmse"] = curve_rmse(estimate, true_curve[0]).item()
         for ev in STACK_EVS:
             if ev in evs and ev in result.evs:
                 fake = generated[result.evs.index(ev)][None]
@@ -153,15 +180,20 @@ def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines, mask):
                 rows[label][f"ms_ssim_ev{ev:+g}"] = ms_ssim(fake, true)[0].item()
         radiances[label] = radiance
     for name in baselines:
+        rows[name] = {}
         if name == "oracle":
             radiance = merge_exposures(stack, torch.tensor(evs))[0][None]
+        elif name == "true-curve":  # the photo through its camera's own inverse curve
+            radiance = torch.stack([decode(photo[c][None, None], true_curve[c][None])[0, 0]
+                                    for c in range(3)])[None]  # fmt: skip
         else:
             radiance = BASELINES[name](photo)[None]
-        rows[name] = {}
+            if name == "linearised":
+                rows[name]["curve_rmse"] = curve_rmse(srgb_log_inverse(), true_curve[0]).item()
         radiances[name] = radiance
-    aligned = {k: align_scale(v, reference, mask) for k, v in radiances.items()}
-    for method, radiance in aligned.items():
-        scores = aligned_metrics(radiance, reference)
+    aligned = {k: protocol_align(v, reference, photo[None]) for k, v in radiances.items()}
+    for method, radiance in radiances.items():
+        scores = hdr_metrics(radiance, reference, photo[None])
         rows[method] = {k: v[0].item() for k, v in scores.items()} | rows[method]
     return aligned, rows
 
@@ -194,7 +226,8 @@ def _error_map(aligned, reference) -> np.ndarray:
 
 
 def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
-    columns = ["image", "source", "curve", "method", *HDR_COLUMNS, *STACK_COLUMNS]
+    columns = ["image", "source", "curve", "group", "method", *HDR_COLUMNS, *REGION_COLUMNS,
+               "curve_rmse", *STACK_COLUMNS]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -217,10 +250,15 @@ def report_markdown(rows: list[dict], methods: list[str], settings: dict) -> str
     by_method = {m: [r for r in rows if r["method"] == m] for m in methods}
     lines = ["# hdrsyn evaluation", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
+    lines += ["", *group_markdown(rows, methods), "", *region_markdown(rows, methods)]
+    curves = curve_markdown(rows, methods)
+    if curves:
+        lines += ["", *curves]
     lines += [
         "",
-        "HDR measures after one-scalar scale alignment (log space, well-exposed pixels of the",
-        "input); mean ± std over images. Definitions: docs/results.md.",
+        "Every HDR measure under the protocol (median luminance-ratio alignment over the photo's",
+        "well-exposed pixels, 99.9th percentile at 1000 cd/m²); mean ± std over images.",
+        "Definitions: docs/results.md.",
         "",
         "| method | PU21-PSNR (dB) | PU21-SSIM | log-PSNR (dB) | μ-law PSNR (dB) |",
         "|---|---|---|---|---|",
@@ -252,6 +290,83 @@ def report_markdown(rows: list[dict], methods: list[str], settings: dict) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def _mean(values) -> float:
+    values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _groups(rows: list[dict]) -> list[str]:
+    present = {r.get("group") for r in rows}
+    return [g for g in (*GROUPS, "camera") if g in present]
+
+
+def group_markdown(rows: list[dict], methods: list[str]) -> list[str]:
+    """PU21-PSNR per curve group (and all images), each method with its gain over the
+    linearised photo when that is a row."""
+    groups = _groups(rows)
+    base = "linearised" if "linearised" in methods else None
+    lines = [
+        "PU21-PSNR (dB) by the camera's curve group"
+        + (" (in brackets: minus the linearised photo, same images)" if base else "")
+        + "; images per group: "
+        + ", ".join(f"{g} {len({r['image'] for r in rows if r.get('group') == g})}"
+                    for g in groups) + ".",  # fmt: skip
+        "",
+        "| method | " + " | ".join(groups) + " | all |",
+        "|---" * (len(groups) + 2) + "|",
+    ]
+    for method in methods:
+        cells = []
+        for group in (*groups, None):
+            chosen = [r for r in rows if group is None or r.get("group") == group]
+            value = _mean([r["pu21_psnr"] for r in chosen if r["method"] == method])
+            cell = f"{value:.2f}"
+            if base and method != base:
+                cell += f" ({value - _mean([r['pu21_psnr'] for r in chosen if r['method'] == base]):+.2f})"  # noqa: E501
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def region_markdown(rows: list[dict], methods: list[str]) -> list[str]:
+    """PU21-PSNR per region of the photo, mean over the images that have the region."""
+    lines = [
+        "PU21-PSNR (dB) by region of the photo: well exposed (every channel in 0.05…0.95),",
+        "clipped (a channel above 0.95), dark (the rest); mean over images with such pixels.",
+        "",
+        "| method | well exposed | clipped | dark |",
+        "|---|---|---|---|",
+    ]
+    for method in methods:
+        items = [r for r in rows if r["method"] == method]
+        cells = [f"{_mean([r.get(c, math.nan) for r in items]):.2f}" for c in REGION_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def curve_markdown(rows: list[dict], methods: list[str]) -> list[str]:
+    """RMSE of the estimated ln f⁻¹ per curve group; 'linearised' is assuming sRGB."""
+    scored = [m for m in methods if any("curve_rmse" in r for r in rows if r["method"] == m)]
+    if not scored:
+        return []
+    groups = _groups(rows)
+    lines = [
+        "Camera curve: RMSE of ln f⁻¹ over levels 5…250 after the best constant offset",
+        "(linearised = assuming sRGB).",
+        "",
+        "| method | " + " | ".join(groups) + " | all |",
+        "|---" * (len(groups) + 2) + "|",
+    ]
+    for method in scored:
+        cells = []
+        for group in (*groups, None):
+            values = [r.get("curve_rmse", math.nan) for r in rows
+                      if r["method"] == method and (group is None or r.get("group") == group)]
+            cells.append(f"{_mean(values):.3f}")  # fmt: skip
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def paired_differences(rows: list[dict], method: str, against: str, column: str) -> np.ndarray:
