@@ -90,7 +90,7 @@ def test_backward_is_eq3_by_hand():
     log_radiance = merge_exposures(stack, evs, inverse_crf=g)[0].log()
     log_radiance.sum().backward()
     w = hat_weights(torch.float64)
-    slope = torch.cat([g[0, 1:2] - g[0, :1], g[0, 1:] - g[0, :-1]])  # Eq. 3 (right at Z = 0)
+    slope = torch.cat([g[0, 1:2] - g[0, :1], g[0, 1:] - g[0, :-1]])  # Eq. 3; right-sided at 0
     k = levels.long()
     expected = 255 * w[k] / w[k].sum(0) * slope[k]
     for c in range(3):
@@ -113,8 +113,9 @@ def test_derivative_at_level_zero_is_the_one_sided_right_derivative():
     step = 1e-6
     nudged = stack.detach().clone()
     nudged[2] += step  # the longest exposure, a little above black
-    difference = (merge_exposures(nudged, evs, inverse_crf=g)[0].log()
-                  - merge_exposures(stack.detach(), evs, inverse_crf=g)[0].log()) / step  # fmt: skip
+    after = merge_exposures(nudged, evs, inverse_crf=g)[0].log()
+    before = merge_exposures(stack.detach(), evs, inverse_crf=g)[0].log()
+    difference = (after - before) / step
     assert (stack.grad[2] > 0).all() and (stack.grad[:2] == 0).all()
     torch.testing.assert_close(stack.grad[2, :, 0, 0], difference[:, 0, 0], rtol=1e-4, atol=0)
     torch.testing.assert_close(stack.grad[2, 0, 0, 0], 255 * (g[0, 1] - g[0, 0]))

@@ -7,6 +7,7 @@ from conftest import data_file
 from PIL import Image
 
 from hdrsyn import HdrsynError, merge_exposures, write_hdr
+from hdrsyn.curves import KINDS
 from hdrsyn.data import (
     CURVE_FAMILIES,
     HELD_OUT,
@@ -18,7 +19,6 @@ from hdrsyn.data import (
     perspective_view,
     sample_curve,
 )
-from hdrsyn.curves import KINDS
 from hdrsyn.io import read_ldr
 
 EXAMPLE = [f"ev{ev:+d}.jpg" for ev in range(-3, 4)]

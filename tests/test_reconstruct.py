@@ -105,3 +105,26 @@ def test_load_model_rejects_foreign_files(tmp_path):
     save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(HdrsynError, match="metadata"):
         load_model(tmp_path / "other.safetensors")
+
+
+def test_a_known_srgb_curve_replaces_the_estimate():
+    """``curve="srgb"``: an untrained curve-estimating model (physics only) then returns the
+    photo decoded through sRGB where it is well exposed, whatever its estimate would be."""
+    from hdrsyn.models import HDRSynthesizer, ModelConfig
+    from hdrsyn.tonemap import srgb_decode
+
+    torch.manual_seed(0)
+    tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
+            "refine_base": 4, "refine_levels": 2, "max_width": 8}  # fmt: skip
+    model = HDRSynthesizer(ModelConfig(**tiny, prior="estimated", merge="estimated")).eval()
+    photo = np.random.default_rng(0).uniform(0.1, 0.9, (24, 32, 3)).astype(np.float32)
+    photo = np.round(photo * 255) / 255
+    known = reconstruct(photo, model, curve="srgb")
+    expected = srgb_decode(torch.from_numpy(photo).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+    ratio = known.radiance / expected
+    np.testing.assert_allclose(ratio / np.median(ratio), 1.0, rtol=2e-2)
+    estimated = reconstruct(photo, model)  # the untrained estimate: the family's mean curve
+    assert not np.allclose(estimated.radiance / np.median(estimated.radiance / expected),
+                           expected, rtol=2e-2)  # fmt: skip
+    with pytest.raises(HdrsynError, match="curve"):
+        reconstruct(photo, model, curve="linear")

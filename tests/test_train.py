@@ -261,7 +261,7 @@ def test_local_stage_feeds_each_step_the_previous_steps_predicted_edges(hdr_fold
     first = canny_edges(batch["input"])
     for chain in (seen[:3], seen[3:]):
         assert torch.equal(chain[0][0][..., :16, :16], first)  # the photo's own edges first
-        for (_, previous), (edge, _) in zip(chain, chain[1:]):
+        for (_, previous), (edge, _) in zip(chain, chain[1:], strict=False):
             assert edge is previous  # then what the net itself predicted, as at inference
 
 

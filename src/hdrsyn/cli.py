@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
     reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
     reconstruct.add_argument("--max-pixels", type=int, help="network working size (pixels)")
+    reconstruct.add_argument("--curve", choices=("estimated", "srgb"), default="estimated",
+                             help="the photo's response curve: estimated from the photo "
+                             "(default) or sRGB, when you know it (renders, plain sRGB "
+                             "profiles)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -195,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack_dir=args.stack_dir,
                 preview=args.preview,
                 max_pixels=args.max_pixels,
+                curve=args.curve,
                 overwrite=args.force,
             )
         elif args.command == "merge":

@@ -175,11 +175,13 @@ def reconstruct_files(
     stack_dir: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
+    curve: str = "estimated",
     overwrite: bool = False,
     key: float = 0.18,
 ) -> list[Path]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
-    writes ``output/<name>.exr`` for each image, with a progress bar.
+    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: see
+    :func:`hdrsyn.reconstruct.reconstruct`.
 
     Returns:
         the HDR files written.
@@ -218,9 +220,8 @@ def reconstruct_files(
         stack_folder.mkdir(exist_ok=True)  # after every check: a failed run leaves nothing
     written = []
     for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
-        result = reconstruct(
-            read_ldr(photo), network, evs=evs, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
-        )
+        result = reconstruct(read_ldr(photo), network, evs=evs, curve=curve,
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
         write_hdr(hdr, result.radiance, overwrite=overwrite)
         if shown is not None:
             radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)

@@ -23,11 +23,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hdrsyn.camera import DEFAULT_EVS
+from hdrsyn.curves import srgb_log_inverse
 from hdrsyn.errors import HdrsynError
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
+CURVES = ("estimated", "srgb")
 
 
 def shipped_models() -> list[str]:
@@ -86,6 +88,7 @@ def reconstruct(
     *,
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    curve: str = "estimated",
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
@@ -94,6 +97,9 @@ def reconstruct(
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
+        curve: ``"estimated"`` (the model's estimate of the photo's response curve) or
+            ``"srgb"`` (the photo is known to be sRGB-encoded, e.g. a render or a camera set
+            to a plain sRGB profile); models without a curve estimator always use their own.
 
     Returns:
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
@@ -113,7 +119,13 @@ def reconstruct(
         small = nn.functional.interpolate(image, size=size, mode="area")
     else:
         small = image
-    generated = model.generator(small, evs)
+    if curve not in CURVES:
+        raise HdrsynError(f"curve: {curve!r}; use {' or '.join(CURVES)}")
+    known = None
+    if curve == "srgb" and model.generator.curve_net is not None:
+        known = srgb_log_inverse().to(device)[None]
+        known = known - known[:, 128:129]
+    generated = model.generator(small, evs, known)
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:
         # what the networks added to the physical prior, upsampled, on the full-size prior

@@ -236,10 +236,17 @@ class StackGenerator(nn.Module):
                     )
         return up, down
 
-    def forward(self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS) -> StackOutput:
-        """``image``: (B, 3, H, W) in [0, 1], any size."""
+    def forward(
+        self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS, curve: Tensor | None = None
+    ) -> StackOutput:
+        """``image``: (B, 3, H, W) in [0, 1], any size; ``curve``: a known ``g`` (B, 256) of
+        the photo's camera to use instead of the estimate (models with ``prior = "estimated"``).
+        """
         up, down = self._chains(evs)
-        inverse_crf = self.estimate_curve(image)
+        if curve is not None and self.curve_net is None:
+            raise HdrsynError("curve: this model re-exposes under a fixed curve (prior = "
+                              f"{self.config.prior!r}); it takes no curve")  # fmt: skip
+        inverse_crf = self.estimate_curve(image) if curve is None else curve.to(image)
         # the stop nets take the curve as given; CurveNet learns from the curve loss alone
         curve = None if inverse_crf is None else inverse_crf.detach()
         padded, (height, width) = pad_to(image, self.config.multiple)
@@ -275,9 +282,9 @@ class HDRSynthesizer(nn.Module):
         self.generator = StackGenerator(config)
 
     def forward(
-        self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS
+        self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS, curve: Tensor | None = None
     ) -> tuple[StackOutput, Tensor]:
-        generated = self.generator(image, evs)
+        generated = self.generator(image, evs, curve)
         return generated, merge_stack(generated, self.config)[0]
 
 
