@@ -80,7 +80,9 @@ def test_families_are_disjoint_and_hold_a_kind_out_of_training():
                 assert b <= c + 1e-9 or d <= a + 1e-9, (name, (a, b), (c, d))  # no overlap
     rng = np.random.default_rng(1)
     train = [sample_curve(rng, "train") for _ in range(800)]
-    assert 0.18 < np.mean([c.kind == "srgb" for c in train]) < 0.32
+    assert 0.28 < np.mean([c.kind == "srgb" for c in train]) < 0.39  # a third
+    shares = [sample_curve(rng, "train", srgb_share=0.8).kind == "srgb" for _ in range(400)]
+    assert 0.74 < np.mean(shares) < 0.86
     test_gammas = [sample_curve(rng, "test", "gamma").gamma for _ in range(200)]
     for gamma in test_gammas:
         assert any(a <= gamma <= b for a, b in parameter_bands("gamma", "test"))

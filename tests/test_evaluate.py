@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import make_stack
 
+from hdrsyn import HdrsynError
 from hdrsyn.baselines import akyuz, huo, linearised
 from hdrsyn.cli import main
 from hdrsyn.io import write_hdr, write_ldr
@@ -161,3 +162,14 @@ def test_report_has_a_paired_table_against_the_first_method():
     # differences −1, −2, +1, −3, −5: mean −2, median −2, higher on 1 of 5
     assert "| other | -2.00 (-2.00; 1/5; p " in text
     assert "-2.0000 (-2.0000; 1/5; p " in text  # the SSIM column, four digits
+
+
+def test_model_specs_name_the_model_and_the_curve():
+    from hdrsyn.evaluate import _model_label
+
+    assert _model_label("ours=runs/a") == ("ours", "runs/a", "estimated")
+    assert _model_label("ours=runs/a@srgb") == ("ours", "runs/a", "srgb")
+    assert _model_label("small@srgb") == ("small@srgb", "small", "srgb")
+    assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "estimated")
+    with pytest.raises(HdrsynError, match="NAME=PATH"):
+        _model_label("=x@srgb")

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="HDR files/folders, or one folder of bracketed scenes")
     evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
-                          help="shipped name, .safetensors or run folder; repeat to compare "
+                          help="shipped name, .safetensors or run folder, optionally ending "
+                          "in @srgb (take the photo's curve as sRGB); repeat to compare "
                           "(default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "true-curve", "oracle"],

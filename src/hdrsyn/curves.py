@@ -195,13 +195,19 @@ def _draw(rng: np.random.Generator, name: str, family: str) -> float:
 
 
 def sample_curve(
-    rng: np.random.Generator, family: str = "train", kind: str | None = None
+    rng: np.random.Generator,
+    family: str = "train",
+    kind: str | None = None,
+    srgb_share: float | None = None,
 ) -> ResponseCurve:
-    """Draw a response curve from the ``train`` or ``test`` family; ``kind`` fixes the kind."""
+    """Draw a response curve from the ``train`` or ``test`` family; ``kind`` fixes the kind;
+    ``srgb_share`` is the probability of sRGB (default: a third in training, one kind in
+    eight in testing)."""
     kinds = CURVE_FAMILIES[family]["kinds"]
     if kind is None:
         others = [k for k in kinds if k != "srgb"]
         share = _SRGB_SHARE if family == "train" else 1 / len(kinds)
+        share = share if srgb_share is None else srgb_share
         kind = "srgb" if rng.random() < share else others[rng.integers(len(others))]
     if kind == "srgb":
         return ResponseCurve("srgb")

@@ -157,6 +157,8 @@ class SyntheticStackDataset(Dataset):
         curves: which curve family to draw from (``train`` or ``test``).
         stack: False leaves out every exposure but EV 0 (``stack`` is then (1, 3, H, W)):
             the curve stage of training needs only the photo and its curve.
+        srgb_share: probability of an sRGB curve (``train`` and ``val``; default
+            :func:`hdrsyn.curves.sample_curve`'s).
     """
 
     def __init__(
@@ -173,17 +175,21 @@ class SyntheticStackDataset(Dataset):
         noise: bool = True,
         jpeg: bool = True,
         stack: bool = True,
+        srgb_share: float | None = None,
     ):
         if split not in ("train", "val", "test"):
             raise HdrsynError(f"split: {split!r}; use 'train', 'val' or 'test'")
         if curves not in CURVE_FAMILIES:
             raise HdrsynError(f"curves: {curves!r}; use 'train' or 'test'")
+        if srgb_share is not None and not 0 <= srgb_share <= 1:
+            raise HdrsynError(f"srgb_share: {srgb_share}; a probability in [0, 1]")
         self.files = hdr_files(source, exclude)
         self.images = [read_hdr(path) for path in self.files]
         self.size, self.split, self.length, self.seed = size, split, length, seed
         self.curves, self.evs = curves, tuple(float(ev) for ev in evs)
         self.noise, self.jpeg = noise and split == "train", jpeg and split == "train"
         self.make_stack = stack  # False: only the EV 0 exposure (the curve stage needs no more)
+        self.srgb_share = srgb_share
 
     def __len__(self) -> int:
         return self.length
@@ -213,7 +219,7 @@ class SyntheticStackDataset(Dataset):
             kinds = CURVE_FAMILIES[self.curves]["kinds"]
             curve = sample_curve(rng, self.curves, kinds[(index // count) % len(kinds)])
         else:
-            curve = sample_curve(rng, self.curves)
+            curve = sample_curve(rng, self.curves, srgb_share=self.srgb_share)
         # auto-exposure: the log-average luminance lands on mid-grey of the display, ±1 stop
         luminance = np.maximum(view @ LUMA, 1e-6)
         jitter = rng.uniform(-1.0, 1.0)

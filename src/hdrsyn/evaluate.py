@@ -85,14 +85,19 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
     return BracketedStackDataset(paths[0], size=size)
 
 
-def _model_label(spec: str) -> tuple[str, str]:
-    """``NAME=PATH`` or ``PATH``/shipped name → (label, model)."""
+def _model_label(spec: str) -> tuple[str, str, str]:
+    """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@srgb`` (the
+    photo's curve taken as sRGB instead of estimated) → (label, model, curve)."""
+    curve = "estimated"
+    if spec.endswith("@srgb"):
+        spec, curve = spec.removesuffix("@srgb"), "srgb"
     if "=" in spec:
         label, model = spec.split("=", 1)
         if not label or not model:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
-        return label, model
-    return (Path(spec).stem if spec.endswith(".safetensors") else spec), spec
+        return label, model, curve
+    label = Path(spec).stem if spec.endswith(".safetensors") else spec
+    return label + ("@srgb" if curve == "srgb" else ""), spec, curve
 
 
 def evaluate(
@@ -117,10 +122,10 @@ def evaluate(
     if (output / "report.md").exists() and not overwrite:
         raise HdrsynError(f"{output}: already holds a report (use --force to overwrite)")
     labelled = [_model_label(spec) for spec in models]
-    labels = [label for label, _ in labelled] + list(baselines)
+    labels = [label for label, _, _ in labelled] + list(baselines)
     if len(set(labels)) != len(labels):
         raise HdrsynError(f"methods: names must differ, got {', '.join(labels)}")
-    loaded = {label: load_model(model) for label, model in labelled}
+    loaded = {label: (load_model(model), curve) for label, model, curve in labelled}
     dataset = test_set(data, size=size, views=views, seed=seed)
     (output / "images").mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
@@ -145,7 +150,9 @@ def evaluate(
             if isinstance(dataset, SyntheticStackDataset)
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
-        "models": ", ".join(f"{label} = {model}" for label, model in labelled) or "none",
+        "models": ", ".join(f"{label} = {model}" + (" (curve taken as sRGB)" if curve == "srgb"
+                                                      else "")
+                            for label, model, curve in labelled) or "none",  # fmt: skip
         "baselines": ", ".join(baselines) or "none",
         "hdrsyn": __version__,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {seconds:.0f} s",
@@ -156,15 +163,15 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate_one(sample: dict, models: dict[str, nn.Module], baselines):
+def _evaluate_one(sample: dict, models: dict[str, tuple[nn.Module, str]], baselines):
     """Every method's radiance, aligned to the reference as the protocol says, and its scores."""
     photo = sample["input"].float()
     reference = sample["radiance"].float()[None]
     stack, evs = sample["stack"].float(), [float(ev) for ev in sample["evs"]]
     true_curve = sample["inverse_crf"].float()
     radiances, rows = {}, {}
-    for label, model in models.items():
-        result = reconstruct(photo.permute(1, 2, 0).numpy(), model)
+    for label, (model, curve) in models.items():
+        result = reconstruct(photo.permute(1, 2, 0).numpy(), model, curve=curve)
         radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
         generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
         rows[label] = {}

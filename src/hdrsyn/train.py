@@ -63,6 +63,7 @@ class DataConfig:
     workers: int = 0
     noise: bool = True
     jpeg: bool = True
+    srgb_share: float = 1 / 3  # of training curves (docs/data.md)
 
 
 @dataclass
@@ -475,7 +476,7 @@ def train(
         make_stack: SyntheticStackDataset(
             data.source, exclude=data.exclude, size=data.size, split="train",
             seed=config.run.seed, length=max(1, config.total_steps * context.world * largest_batch),
-            noise=data.noise, jpeg=data.jpeg, stack=make_stack,
+            noise=data.noise, jpeg=data.jpeg, stack=make_stack, srgb_share=data.srgb_share,
         )  # fmt: skip
         for make_stack in (True, False)
     }
