@@ -1,5 +1,6 @@
 """Before/after pictures of held-out scenes for docs/results.md: photos from an sRGB camera and a
-roll-off (filmic) camera, the linearised photo, hdrsyn and the true radiance, each shown
+roll-off (filmic) camera, the linearised photo, hdrsyn (the default sRGB curve, and the curve it
+estimates from the photo) and the true radiance, each shown
 tone-mapped alike, and exposed so that the true radiance's 99th luminance percentile is white
 (where the highlights' content shows).
 
@@ -40,9 +41,18 @@ def row(radiance_view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndar
     photo = quantise(curve(radiance))
     reference = torch.from_numpy(radiance).permute(2, 0, 1)[None]
     photo_t = torch.from_numpy(photo).permute(2, 0, 1)[None]
-    ours = torch.from_numpy(reconstruct(photo, model).radiance).permute(2, 0, 1)[None]
+    ours = {
+        curve_mode: torch.from_numpy(reconstruct(photo, model, curve=curve_mode).radiance).permute(
+            2, 0, 1
+        )[None]
+        for curve_mode in ("srgb", "estimated")
+    }
     linear = srgb_decode(photo_t)
-    methods = {"linearised photo": linear, "hdrsyn": ours}
+    methods = {
+        "linearised": linear,
+        "hdrsyn": ours["srgb"],
+        "hdrsyn, est. curve": ours["estimated"],
+    }
     aligned = {k: protocol_align(v, reference, photo_t) for k, v in methods.items()}
     scores = {k: hdr_metrics(v, reference, photo_t)["pu21_psnr"].item() for k, v in methods.items()}
     tiles, labels = [photo], [f"photo ({curve.describe()})"]
@@ -55,7 +65,7 @@ def row(radiance_view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndar
         darker = srgb_encode((radiance_map / white).clamp(0, 1))
         tiles.append(darker[0].permute(1, 2, 0).numpy())
         labels.append(f"{name}, highlights")
-    return contact_sheet(tiles, labels, 150), scores
+    return contact_sheet(tiles, labels, 128), scores
 
 
 def main() -> None:

@@ -108,8 +108,8 @@ def test_load_model_rejects_foreign_files(tmp_path):
 
 
 def test_a_known_srgb_curve_replaces_the_estimate():
-    """``curve="srgb"``: an untrained curve-estimating model (physics only) then returns the
-    photo decoded through sRGB where it is well exposed, whatever its estimate would be."""
+    """``curve="srgb"`` (the default): an untrained curve-estimating model (physics only) then
+    returns the photo decoded through sRGB where it is well exposed, whatever its estimate."""
     from hdrsyn.models import HDRSynthesizer, ModelConfig
     from hdrsyn.tonemap import srgb_decode
 
@@ -123,7 +123,8 @@ def test_a_known_srgb_curve_replaces_the_estimate():
     expected = srgb_decode(torch.from_numpy(photo).permute(2, 0, 1)).permute(1, 2, 0).numpy()
     ratio = known.radiance / expected
     np.testing.assert_allclose(ratio / np.median(ratio), 1.0, rtol=2e-2)
-    estimated = reconstruct(photo, model)  # the untrained estimate: the family's mean curve
+    assert np.array_equal(reconstruct(photo, model).radiance, known.radiance)  # the default
+    estimated = reconstruct(photo, model, curve="estimated")  # untrained: the mean curve
     assert not np.allclose(estimated.radiance / np.median(estimated.radiance / expected),
                            expected, rtol=2e-2)  # fmt: skip
     with pytest.raises(HdrsynError, match="curve"):

@@ -77,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
     reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
     reconstruct.add_argument("--max-pixels", type=int, help="network working size (pixels)")
-    reconstruct.add_argument("--curve", choices=("estimated", "srgb"), default="estimated",
-                             help="the photo's response curve: estimated from the photo "
-                             "(default) or sRGB, when you know it (renders, plain sRGB "
-                             "profiles)")  # fmt: skip
+    reconstruct.add_argument("--curve", choices=("srgb", "estimated"), default="srgb",
+                             help="the photo's response curve: sRGB (default) or estimated "
+                             "from the photo (better for phone/filmic JPEGs whose highlights "
+                             "roll off, worse for plain sRGB photos; docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
                           help="shipped name, .safetensors or run folder, optionally ending "
-                          "in @srgb (take the photo's curve as sRGB); repeat to compare "
-                          "(default: small)")  # fmt: skip
+                          "in @estimated (the model's curve estimate) or @srgb (the "
+                          "default); repeat to compare (default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "true-curve", "oracle"],
                           help="from linearised akyuz huo true-curve oracle (default: all); "

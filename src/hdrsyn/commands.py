@@ -175,7 +175,7 @@ def reconstruct_files(
     stack_dir: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
-    curve: str = "estimated",
+    curve: str = "srgb",
     overwrite: bool = False,
     key: float = 0.18,
 ) -> list[Path]:

@@ -46,7 +46,7 @@ from hdrsyn.metrics import (
     ssim,
 )
 from hdrsyn.plots import contact_sheet, stack_rows
-from hdrsyn.reconstruct import load_model, reconstruct
+from hdrsyn.reconstruct import CURVES, load_model, reconstruct
 from hdrsyn.tonemap import display, luminance
 
 HDR_COLUMNS = ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr")
@@ -87,17 +87,19 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
 
 def _model_label(spec: str) -> tuple[str, str, str]:
     """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@srgb`` (the
-    photo's curve taken as sRGB instead of estimated) → (label, model, curve)."""
-    curve = "estimated"
-    if spec.endswith("@srgb"):
-        spec, curve = spec.removesuffix("@srgb"), "srgb"
+    default: the photo's curve taken as sRGB) or ``@estimated`` (the model's estimate of the
+    curve) → (label, model, curve)."""
+    curve = "srgb"
+    for choice in CURVES:
+        if spec.endswith("@" + choice):
+            spec, curve = spec.removesuffix("@" + choice), choice
     if "=" in spec:
         label, model = spec.split("=", 1)
         if not label or not model:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
         return label, model, curve
     label = Path(spec).stem if spec.endswith(".safetensors") else spec
-    return label + ("@srgb" if curve == "srgb" else ""), spec, curve
+    return label + ("@estimated" if curve == "estimated" else ""), spec, curve
 
 
 def evaluate(
@@ -150,8 +152,7 @@ def evaluate(
             if isinstance(dataset, SyntheticStackDataset)
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
-        "models": ", ".join(f"{label} = {model}" + (" (curve taken as sRGB)" if curve == "srgb"
-                                                      else "")
+        "models": ", ".join(f"{label} = {model} (curve: {curve})"
                             for label, model, curve in labelled) or "none",  # fmt: skip
         "baselines": ", ".join(baselines) or "none",
         "hdrsyn": __version__,

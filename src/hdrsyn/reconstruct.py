@@ -88,7 +88,7 @@ def reconstruct(
     *,
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    curve: str = "estimated",
+    curve: str = "srgb",
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
@@ -97,9 +97,10 @@ def reconstruct(
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
-        curve: ``"estimated"`` (the model's estimate of the photo's response curve) or
-            ``"srgb"`` (the photo is known to be sRGB-encoded, e.g. a render or a camera set
-            to a plain sRGB profile); models without a curve estimator always use their own.
+        curve: ``"srgb"`` (default: the photo is taken as sRGB-encoded) or ``"estimated"``
+            (the model's estimate of the photo's response curve: +3.4 dB on photos from
+            highlight roll-off cameras, but −11 dB on plain sRGB photos, on our held-out
+            test; docs/results.md); models without a curve estimator always use their own.
 
     Returns:
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
