@@ -201,3 +201,26 @@ def test_cuda_matches_cpu():
 def test_rejects_bad_input(stack, evs, message):
     with pytest.raises(HdrsynError, match=message):
         merge_exposures(stack, evs)
+
+
+def test_exposure_weights_scale_each_images_hat_weight_by_hand():
+    g = torch.log(torch.linspace(0.5, 255, 256, dtype=torch.float64) / 255) * 2.2
+    g = (g - g[128]).expand(3, 256).contiguous()
+    levels = torch.tensor([[60.0], [200.0]], dtype=torch.float64)  # two exposures, one pixel
+    stack = (levels / 255).view(2, 1, 1, 1).expand(2, 3, 1, 1).clone().requires_grad_()
+    evs = torch.tensor([0.0, 1.0])
+    w = hat_weights(torch.float64)[levels.long()].flatten()  # 60, 55
+    for factors in ([1.0, 1.0], [16.0, 1.0]):
+        c = torch.tensor(factors, dtype=torch.float64)
+        log_e = g[0, levels.long().flatten()] - evs.double() * math.log(2)
+        expected = (c * w * log_e).sum() / (c * w).sum()
+        merged = merge_exposures(stack, evs, inverse_crf=g, exposure_weights=c)[0]
+        assert merged.log()[0, 0, 0].item() == pytest.approx(expected.item(), rel=1e-12)
+    stack.grad = None
+    merged = merge_exposures(stack, evs, inverse_crf=g, exposure_weights=[16.0, 1.0])[0]
+    merged.log().sum().backward()
+    share = 16 * w[0] / (16 * w[0] + w[1])
+    slope = 255 * (g[0, 60] - g[0, 59])
+    assert stack.grad[0, 0, 0, 0].item() == pytest.approx((share * slope).item(), rel=1e-9)
+    with pytest.raises(HdrsynError, match="exposure_weights"):
+        merge_exposures(stack, evs, exposure_weights=[1.0, 0.0])

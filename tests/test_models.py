@@ -260,3 +260,28 @@ def test_cuda_matches_cpu_and_trains():
     _, radiance = model(image.cuda())
     radiance.log().mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_photo_weight_makes_the_photo_decide_its_well_exposed_pixels():
+    """With a large photo weight, an untrained model's merge of a well-exposed photo is the
+    photo decoded, even when the generated exposures are off (here: perturbed)."""
+    from hdrsyn.curves import decode, srgb_log_inverse
+    from hdrsyn.models.stacknet import merge_stack
+
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY.to_dict(), "prior": "estimated", "merge": "estimated",
+                            "photo_weight": 1024.0})  # fmt: skip
+    photo = torch.rand(1, 3, 16, 16) * 0.6 + 0.2
+    g = srgb_log_inverse()[None]
+    generated = StackGenerator(config).eval()(photo, curve=g - g[:, 128:129])
+    generated.stack = (generated.stack + 0.03 * torch.randn_like(generated.stack)).clamp(0, 1)
+    zero = generated.evs.tolist().index(0.0)
+    generated.stack[:, zero] = photo
+    radiance = merge_stack(generated, config)[0]
+    expected = decode(photo, g - g[:, 128:129])
+    ratio = radiance / expected
+    torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=1e-2, atol=0)
+    plain = merge_stack(generated, ModelConfig(**{**config.to_dict(), "photo_weight": 1.0}))[0]
+    assert ((plain / expected - 1).abs().mean() > 5 * (ratio - 1).abs().mean())
+    with pytest.raises(HdrsynError, match="photo_weight"):
+        ModelConfig(photo_weight=0.0)

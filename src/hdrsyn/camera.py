@@ -79,10 +79,12 @@ class _MergeDebevec(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, stack, inverse_crf, log_time, weights, fallback_index):
+    def forward(ctx, stack, inverse_crf, log_time, weights, fallback_index, exposure_weights):
         # stack (B, P, C, H, W); inverse_crf (B, C, 256); log_time (B, P); weights (256,);
-        # fallback_index (B, 2): shortest and longest exposure.
-        ctx.save_for_backward(stack, inverse_crf, log_time, weights, fallback_index)
+        # fallback_index (B, 2): shortest and longest exposure; exposure_weights (B, P).
+        ctx.save_for_backward(
+            stack, inverse_crf, log_time, weights, fallback_index, exposure_weights
+        )
         batch, exposures, channels, height, width = stack.shape
         dtype = inverse_crf.dtype
         log_radiance = torch.empty(
@@ -95,7 +97,7 @@ class _MergeDebevec(torch.autograd.Function):
             if fraction is not None:
                 log_exposure.addcmul_(fraction, _slopes(table).take(upper))
             log_exposure.sub_(log_time[b].view(exposures, 1))
-            weight = weights.take(nearest)
+            weight = weights.take(nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             merged = (weight * log_exposure).sum(dim=0).div_(total)
             clipped = total == 0
@@ -107,16 +109,16 @@ class _MergeDebevec(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        stack, inverse_crf, log_time, weights, fallback_index = ctx.saved_tensors
+        stack, inverse_crf, log_time, weights, fallback_index, exposure_weights = ctx.saved_tensors
         if stack.dtype == torch.uint8 or not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         batch, exposures, channels, height, width = stack.shape
         grad_stack = torch.zeros_like(stack)
         grad_view = grad_stack.view(batch, exposures, channels, height * width)
         grad_flat = grad_output.reshape(batch, channels, height * width)
         for b, c, part, z in _chunks(stack):
             upper, _, nearest = _segments(z)
-            weight = weights.take(nearest)
+            weight = weights.take(nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             clipped = total == 0
             share = weight / torch.where(clipped, torch.ones_like(total), total)
@@ -127,7 +129,7 @@ class _MergeDebevec(torch.autograd.Function):
             inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
             slope = _slopes(inverse_crf[b, c]).take(upper)  # Eq. 3
             grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
-        return grad_stack, None, None, None, None
+        return grad_stack, None, None, None, None, None
 
 
 _CHUNK = 1 << 16  # pixels per chunk: the working set of one chunk stays in cache
@@ -321,6 +323,7 @@ def merge_exposures(
     smoothness: float = DEFAULT_SMOOTHNESS,
     weights: Tensor | None = None,
     n_samples: int | None = None,
+    exposure_weights: Tensor | Sequence[float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Merge a bracketed exposure stack into radiance: Eq. 1 solve, then Eq. 2, differentiably.
 
@@ -340,6 +343,9 @@ def merge_exposures(
         smoothness: λ of Eq. 1.
         weights: ``(256,)`` weight table, default :func:`hat_weights`.
         n_samples: pixels per channel for Eq. 1, default :func:`default_sample_count`.
+        exposure_weights: :math:`(P,)` or :math:`(B, P)` positive factors on each image's
+            ``w(Z)`` in Eq. 2 (default all 1, Eq. 2 as printed): e.g. a measured photo among
+            generated exposures, whose error is far smaller, weighs more (docs/hdr-layer.md).
 
     Returns:
         ``(radiance, inverse_crf)``: radiance :math:`(3, H, W)` or :math:`(B, 3, H, W)` and
@@ -372,9 +378,19 @@ def merge_exposures(
     weights = (hat_weights() if weights is None else weights).to(stack.device, dtype)
     log_time = (evs * LN2).to(dtype)
     fallback_index = torch.stack([evs.argmin(dim=1), evs.argmax(dim=1)], dim=1)
+    if exposure_weights is None:
+        exposure_weights = torch.ones(batch, exposures, dtype=dtype, device=stack.device)
+    exposure_weights = torch.as_tensor(exposure_weights, dtype=dtype, device=stack.device)
+    if exposure_weights.dim() == 1:
+        exposure_weights = exposure_weights.unsqueeze(0).expand(batch, -1)
+    if exposure_weights.shape != (batch, exposures) or not (exposure_weights > 0).all():
+        raise HdrsynError(
+            f"exposure_weights: {exposures} positive factors (or {batch} rows of them) needed"
+        )
     log_radiance = _MergeDebevec.apply(
-        stack.contiguous(), inverse_crf, log_time, weights, fallback_index
-    )
+        stack.contiguous(), inverse_crf, log_time, weights, fallback_index,
+        exposure_weights.contiguous(),
+    )  # fmt: skip
     radiance = log_radiance.exp()
     if not batched:
         return radiance[0], inverse_crf[0]

@@ -41,6 +41,8 @@ class ModelConfig:
     sRGB (``"srgb"``), or ``"identity"`` the input itself. ``merge`` is the curve the HDR layer
     merges the stack with: ``"solve"`` solves it from the stack (Eq. 1, the paper),
     ``"estimated"`` takes the estimated curve (the one that made the stack's physical part).
+    ``photo_weight`` multiplies the EV 0 image's weight in Eq. 2: the photo is a measurement,
+    the other exposures are predictions (1: Eq. 2 as printed; docs/hdr-layer.md).
     """
 
     global_base: int = 32
@@ -55,6 +57,7 @@ class ModelConfig:
     decomposition: bool = True
     prior: str = "srgb"
     merge: str = "solve"
+    photo_weight: float = 1.0
 
     def __post_init__(self):
         if self.gru not in ("code", "paper", "none"):
@@ -65,6 +68,8 @@ class ModelConfig:
             raise HdrsynError(f"prior: {self.prior!r}; use 'estimated', 'srgb' or 'identity'")
         if self.merge not in ("solve", "estimated"):
             raise HdrsynError(f"merge: {self.merge!r}; use 'solve' or 'estimated'")
+        if not self.photo_weight > 0:
+            raise HdrsynError(f"photo_weight: {self.photo_weight}; must be positive")
         if self.merge == "estimated" and self.prior != "estimated":
             raise HdrsynError("merge = 'estimated' needs prior = 'estimated' (a curve estimate)")
 
@@ -297,7 +302,9 @@ def merge_stack(
     curve = None
     if config.merge == "estimated":
         curve = generated.inverse_crf.detach().unsqueeze(1).expand(-1, 3, -1)
-    return merge_exposures(stack, generated.evs, inverse_crf=curve)
+    exposure_weights = torch.where(generated.evs == 0, config.photo_weight, 1.0)
+    return merge_exposures(stack, generated.evs, inverse_crf=curve,
+                           exposure_weights=exposure_weights)  # fmt: skip
 
 
 def parameter_count(module: nn.Module) -> int:
