@@ -224,3 +224,36 @@ def test_exposure_weights_scale_each_images_hat_weight_by_hand():
     assert stack.grad[0, 0, 0, 0].item() == pytest.approx((share * slope).item(), rel=1e-9)
     with pytest.raises(HdrsynError, match="exposure_weights"):
         merge_exposures(stack, evs, exposure_weights=[1.0, 0.0])
+
+
+def test_normal_equations_fall_back_to_least_squares_when_cholesky_fails(monkeypatch):
+    """Systems whose Cholesky factorisation fails are solved by least squares; the others keep
+    the Cholesky solution. Both agree with NumPy's solve on well-posed systems."""
+    import hdrsyn.camera as camera
+
+    rng = np.random.default_rng(0)
+    matrices = rng.normal(size=(3, 6, 6))
+    normal = torch.from_numpy(matrices @ matrices.transpose(0, 2, 1) + 6 * np.eye(6))
+    target = torch.from_numpy(rng.normal(size=(3, 6)))
+    expected = np.linalg.solve(normal.numpy(), target.numpy()[..., None])[..., 0]
+    torch.testing.assert_close(camera._solve_normal_equations(normal, target),
+                               torch.from_numpy(expected))  # fmt: skip
+    original = torch.linalg.cholesky_ex
+    used = []
+
+    def failing(matrix):
+        factor, info = original(matrix)
+        info = info.clone()
+        info[1] = 3  # as if the second system were not positive definite
+        return factor.clone().index_fill_(0, torch.tensor([1]), float("nan")), info
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing)
+    original_lstsq = torch.linalg.lstsq
+    def counting_lstsq(a, b):
+        used.append(len(a))
+        return original_lstsq(a, b)
+
+    monkeypatch.setattr(torch.linalg, "lstsq", counting_lstsq)
+    solved = camera._solve_normal_equations(normal, target)
+    assert used == [1]  # one system went to least squares
+    torch.testing.assert_close(solved, torch.from_numpy(expected))

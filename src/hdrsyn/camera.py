@@ -225,8 +225,9 @@ def solve_inverse_crf(
             + λ \sum_{z=1}^{254} [w(z)\, g''(z)]^2, \qquad g(128) = 0
 
     with ``g''(z) = g(z−1) − 2g(z) + g(z+1)``. Solved in float64 from the normal equations
-    (``torch.linalg``, batched, any device); a 10⁻¹⁰ relative ridge keeps samples that are
-    clipped in every exposure from making the system singular.
+    (Cholesky, least squares if that fails; ``torch.linalg``, batched, any device); a 10⁻¹⁰
+    relative ridge keeps samples that are clipped in every exposure from making the system
+    singular.
 
     Args:
         stack: :math:`(B, P, C, H, W)`, uint8 levels or floats in [0, 1] (rounded to levels).
@@ -279,11 +280,29 @@ def solve_inverse_crf(
     target = (data.transpose(1, 2) @ rhs.unsqueeze(-1)).squeeze(-1)
     ridge = 1e-10 * normal.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1.0)
     normal = normal + ridge.view(-1, 1, 1) * torch.eye(unknowns, dtype=torch.float64, device=device)
-    solution = torch.linalg.solve(normal, target)[:, :LEVELS]
+    solution = _solve_normal_equations(normal, target)[:, :LEVELS]
     # g + c, ln E + c leave every other term unchanged, so the single g(128) = 0 row only picks
     # the constant, and only softly (its weight 1 is tiny next to λ·w): make it exact.
     solution = solution - solution[:, MID_LEVEL : MID_LEVEL + 1]
     return solution.reshape(batch, channels, LEVELS)
+
+
+def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
+    """Solve the batched symmetric positive definite systems ``normal x = target`` by Cholesky
+    factorisation; a system whose factorisation fails (not numerically positive definite) is
+    solved by least squares instead. (A general LU solve raised "pivots must be ≥ 1" once on
+    CPU with two threads, issue 12.)
+
+    Args:
+        normal: :math:`(S, N, N)`; target: :math:`(S, N)`.
+    """
+    factor, info = torch.linalg.cholesky_ex(normal)
+    solution = torch.cholesky_solve(target.unsqueeze(-1), factor).squeeze(-1)
+    failed = info != 0
+    if failed.any():
+        fallback = torch.linalg.lstsq(normal[failed], target[failed].unsqueeze(-1)).solution
+        solution[failed] = fallback.squeeze(-1)
+    return solution
 
 
 def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
