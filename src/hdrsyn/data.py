@@ -15,6 +15,7 @@ See docs/data.md for the layout of bracketed folders, the response-curve family 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -155,8 +156,6 @@ class SyntheticStackDataset(Dataset):
             (``length`` fixed views looking anywhere, for scenes never trained on: view ``i``
             shows image ``i mod n`` through the curve kind ``i div n`` of the family, in turn).
         curves: which curve family to draw from (``train`` or ``test``).
-        stack: False leaves out every exposure but EV 0 (``stack`` is then (1, 3, H, W)):
-            the curve stage of training needs only the photo and its curve.
         srgb_share: probability of an sRGB curve (``train`` and ``val``; default
             :func:`hdrsyn.curves.sample_curve`'s).
     """
@@ -174,7 +173,6 @@ class SyntheticStackDataset(Dataset):
         evs: tuple[float, ...] = DEFAULT_EVS,
         noise: bool = True,
         jpeg: bool = True,
-        stack: bool = True,
         srgb_share: float | None = None,
     ):
         if split not in ("train", "val", "test"):
@@ -188,11 +186,19 @@ class SyntheticStackDataset(Dataset):
         self.size, self.split, self.length, self.seed = size, split, length, seed
         self.curves, self.evs = curves, tuple(float(ev) for ev in evs)
         self.noise, self.jpeg = noise and split == "train", jpeg and split == "train"
-        self.make_stack = stack  # False: only the EV 0 exposure (the curve stage needs no more)
+        self.make_stack = True  # False (without_stack): only the EV 0 exposure
         self.srgb_share = srgb_share
 
     def __len__(self) -> int:
         return self.length
+
+    def without_stack(self) -> SyntheticStackDataset:
+        """The same samples with only the EV 0 exposure (``stack`` is then (1, 3, H, W)),
+        sharing the images already read: the curve stage of training needs only the photo and
+        its curve."""
+        view = copy.copy(self)
+        view.make_stack = False
+        return view
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:

@@ -176,8 +176,8 @@ def _evaluate_one(sample: dict, models: dict[str, tuple[nn.Module, str]], baseli
         radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
         generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
         rows[label] = {}
-        if result.estimated_curve is not None:
-            estimate = torch.from_numpy(result.estimated_curve)
+        if result.photo_curve is not None:
+            estimate = torch.from_numpy(result.photo_curve)
             rows[label]["curve_rmse"] = curve_rmse(estimate, true_curve[0]).item()
         for ev in STACK_EVS:
             if ev in evs and ev in result.evs:
@@ -192,8 +192,7 @@ def _evaluate_one(sample: dict, models: dict[str, tuple[nn.Module, str]], baseli
         if name == "oracle":
             radiance = merge_exposures(stack, torch.tensor(evs))[0][None]
         elif name == "true-curve":  # the photo through its camera's own inverse curve
-            radiance = torch.stack([decode(photo[c][None, None], true_curve[c][None])[0, 0]
-                                    for c in range(3)])[None]  # fmt: skip
+            radiance = decode(photo[:, None], true_curve)[:, 0][None]  # a channel per curve
         else:
             radiance = BASELINES[name](photo)[None]
             if name == "linearised":
@@ -310,6 +309,15 @@ def _groups(rows: list[dict]) -> list[str]:
     return [g for g in (*GROUPS, "camera") if g in present]
 
 
+def _group_means(rows: list[dict], method: str, column: str, groups: list[str]) -> list[float]:
+    """``method``'s mean of ``column`` in each of ``groups``, then over all images."""
+    return [
+        _mean([r.get(column, math.nan) for r in rows
+               if r["method"] == method and (group is None or r.get("group") == group)])
+        for group in (*groups, None)
+    ]  # fmt: skip
+
+
 def group_markdown(rows: list[dict], methods: list[str]) -> list[str]:
     """PU21-PSNR per curve group (and all images), each method with its gain over the
     linearised photo when that is a row."""
@@ -325,15 +333,13 @@ def group_markdown(rows: list[dict], methods: list[str]) -> list[str]:
         "| method | " + " | ".join(groups) + " | all |",
         "|---" * (len(groups) + 2) + "|",
     ]
+    baseline = _group_means(rows, base, "pu21_psnr", groups) if base else None
     for method in methods:
-        cells = []
-        for group in (*groups, None):
-            chosen = [r for r in rows if group is None or r.get("group") == group]
-            value = _mean([r["pu21_psnr"] for r in chosen if r["method"] == method])
-            cell = f"{value:.2f}"
-            if base and method != base:
-                cell += f" ({value - _mean([r['pu21_psnr'] for r in chosen if r['method'] == base]):+.2f})"  # noqa: E501
-            cells.append(cell)
+        values = _group_means(rows, method, "pu21_psnr", groups)
+        cells = [f"{value:.2f}" for value in values]
+        if baseline and method != base:
+            cells = [f"{cell} ({v - b:+.2f})" for cell, v, b in zip(cells, values, baseline,
+                                                                    strict=True)]  # fmt: skip
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -368,11 +374,7 @@ def curve_markdown(rows: list[dict], methods: list[str]) -> list[str]:
         "|---" * (len(groups) + 2) + "|",
     ]
     for method in scored:
-        cells = []
-        for group in (*groups, None):
-            values = [r.get("curve_rmse", math.nan) for r in rows
-                      if r["method"] == method and (group is None or r.get("group") == group)]
-            cells.append(f"{_mean(values):.3f}")  # fmt: skip
+        cells = [f"{value:.3f}" for value in _group_means(rows, method, "curve_rmse", groups)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
-from hdrsyn.metrics import align_scale
+from hdrsyn.metrics import align_scale, regions
 
 MU = 5000.0  # μ of the μ-law HDR loss (paper; the official code uses 100)
 
@@ -83,13 +83,13 @@ def mu_law_loss(
     return (torch.log1p(mu * aligned / peak) - torch.log1p(mu * target / peak)).abs().mean()
 
 
-CLIPPED_LEVEL = 0.95  # photo values above this (any channel) count as clipped or nearly
 LOG_FLOOR = 1e-6  # relative to the reference's maximum: log radiance is floored here
 
 
 def highlight_loss(prediction: Tensor, target: Tensor, photo: Tensor, mask: Tensor) -> Tensor:
-    r"""Mean :math:`|\ln \hat H − \ln H|` over the photo's clipped pixels (any channel above
-    :data:`CLIPPED_LEVEL`), after the scale alignment of :func:`mu_law_loss` over ``mask``.
+    r"""Mean :math:`|\ln \hat H − \ln H|` over the photo's clipped pixels (the ``clipped``
+    region of :func:`hdrsyn.metrics.regions`: any channel above 0.95), after the scale
+    alignment of :func:`mu_law_loss` over ``mask``.
 
     The μ-law loss divides by the reference's maximum, so it barely sees how bright a blown
     window or lamp is; in log space every stop counts alike. 0 without clipped pixels.
@@ -101,7 +101,7 @@ def highlight_loss(prediction: Tensor, target: Tensor, photo: Tensor, mask: Tens
     aligned = align_scale(prediction, target, mask)
     floor = LOG_FLOOR * target.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     error = (aligned.clamp_min(floor).log() - target.clamp_min(floor).log()).abs()
-    clipped = (photo > CLIPPED_LEVEL).any(dim=1, keepdim=True).expand_as(error)
+    clipped = regions(photo)["clipped"].expand_as(error)
     return (error * clipped).sum() / clipped.sum().clamp_min(1)
 
 

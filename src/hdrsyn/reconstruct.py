@@ -64,7 +64,7 @@ def load_model(model: str | os.PathLike = "small", device: str | torch.device = 
     if "model" not in metadata:
         raise HdrsynError(f"{path}: no model config in its metadata (not an hdrsyn weights file)")
     config = ModelConfig(**json.loads(metadata["model"]))
-    synthesizer = HDRSynthesizer(config)
+    synthesizer = HDRSynthesizer(config, fit_curve_basis=False)  # the weights hold the basis
     try:
         synthesizer.generator.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as error:
@@ -78,7 +78,8 @@ class Reconstruction:
     stack: np.ndarray  # (P, H, W, 3) float32 in [0, 1]
     evs: list[float]
     inverse_crf: np.ndarray  # (3, 256) the curve the stack was merged with
-    estimated_curve: np.ndarray | None = None  # (256,) the photo's curve, as CurveNet estimates
+    photo_curve: np.ndarray | None = None  # (256,) the photo's g the prior used: CurveNet's
+    # estimate (curve="estimated") or the one given (curve="srgb"); None without a curve net
 
 
 @torch.no_grad()
@@ -146,7 +147,7 @@ def reconstruct(
         stack=stack[0].permute(0, 2, 3, 1).cpu().numpy(),
         evs=evs_sorted,
         inverse_crf=inverse_crf.float().cpu().numpy(),
-        estimated_curve=None
+        photo_curve=None
         if generated.inverse_crf is None
         else generated.inverse_crf[0].float().cpu().numpy(),
     )

@@ -472,14 +472,12 @@ def train(
 
     data = config.data
     largest_batch = max(_batch_size(s, data) for s in config.stages)
-    train_sets = {
-        make_stack: SyntheticStackDataset(
-            data.source, exclude=data.exclude, size=data.size, split="train",
-            seed=config.run.seed, length=max(1, config.total_steps * context.world * largest_batch),
-            noise=data.noise, jpeg=data.jpeg, stack=make_stack, srgb_share=data.srgb_share,
-        )  # fmt: skip
-        for make_stack in (True, False)
-    }
+    train_set = SyntheticStackDataset(
+        data.source, exclude=data.exclude, size=data.size, split="train", seed=config.run.seed,
+        length=max(1, config.total_steps * context.world * largest_batch),
+        noise=data.noise, jpeg=data.jpeg, srgb_share=data.srgb_share,
+    )  # fmt: skip
+    train_sets = {True: train_set, False: train_set.without_stack()}
     val_set = SyntheticStackDataset(
         data.source, exclude=data.exclude, size=data.size, split="val", length=data.val_views,
         seed=config.run.seed,

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hdrsyn.curves import MID_LEVEL, fit_basis
+from hdrsyn.curves import LEVELS, MID_LEVEL, fit_basis
 
 INPUT_SIZE = 128  # the texture statistics see a copy of INPUT_SIZE² (statistics, not detail)
 HISTOGRAM_PIXELS = 512 * 512  # the level histograms see at most this many of the photo's pixels
@@ -98,11 +98,18 @@ class CurveNet(nn.Module):
             ``aces`` kind to 0.02; docs/data.md).
         hidden: width of the MLP's two hidden layers.
         dropout: on the statistics and the first hidden layer, in training.
+        fit: fit the basis (about a second); False leaves zeros, for weights that bring their
+            own (:func:`hdrsyn.load_model`).
     """
 
-    def __init__(self, components: int = 8, hidden: int = 256, dropout: float = 0.3):
+    def __init__(
+        self, components: int = 8, hidden: int = 256, dropout: float = 0.3, fit: bool = True
+    ):
         super().__init__()
-        mean, basis = fit_basis(components)
+        if fit:
+            mean, basis = fit_basis(components)
+        else:
+            mean, basis = torch.zeros(LEVELS), torch.zeros(components, LEVELS)
         self.register_buffer("mean", mean)
         self.register_buffer("basis", basis)
         self.head = nn.Sequential(

@@ -213,14 +213,16 @@ def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
 
 
 class StackGenerator(nn.Module):
-    """Generate a bracketed stack from one image with recursive stop-up and stop-down nets."""
+    """Generate a bracketed stack from one image with recursive stop-up and stop-down nets.
+    ``fit_curve_basis=False`` skips fitting CurveNet's basis, for weights that bring it."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, *, fit_curve_basis: bool = True):
         super().__init__()
         self.config = config
         self.stop_up = StopNet(config)
         self.stop_down = StopNet(config)
-        self.curve_net = CurveNet() if config.prior == "estimated" else None
+        estimated = config.prior == "estimated"
+        self.curve_net = CurveNet(fit=fit_curve_basis) if estimated else None
 
     def estimate_curve(self, image: Tensor) -> Tensor | None:
         """The photo's ``g`` (B, 256) from :class:`CurveNet`, or None without one."""
@@ -281,10 +283,10 @@ class StackGenerator(nn.Module):
 class HDRSynthesizer(nn.Module):
     """StackGenerator followed by the differentiable HDR layer: one photo → (stack, radiance)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, *, fit_curve_basis: bool = True):
         super().__init__()
         self.config = config
-        self.generator = StackGenerator(config)
+        self.generator = StackGenerator(config, fit_curve_basis=fit_curve_basis)
 
     def forward(
         self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS, curve: Tensor | None = None
