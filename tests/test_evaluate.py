@@ -171,6 +171,7 @@ def test_model_specs_name_the_model_and_the_curve():
     assert _model_label("ours=runs/a@estimated") == ("ours", "runs/a", "estimated")
     assert _model_label("ours=runs/a@srgb") == ("ours", "runs/a", "srgb")
     assert _model_label("small@estimated") == ("small@estimated", "small", "estimated")
+    assert _model_label("small@edges") == ("small@edges", "small", "edges")
     assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "srgb")
     with pytest.raises(HdrsynError, match="NAME=PATH"):
         _model_label("=x@srgb")

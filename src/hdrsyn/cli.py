@@ -77,10 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
     reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
     reconstruct.add_argument("--max-pixels", type=int, help="network working size (pixels)")
-    reconstruct.add_argument("--curve", choices=("srgb", "estimated"), default="srgb",
-                             help="the photo's response curve: sRGB (default) or estimated "
-                             "from the photo (better for phone/filmic JPEGs whose highlights "
-                             "roll off, worse for plain sRGB photos; docs/results.md)")  # fmt: skip
+    reconstruct.add_argument("--curve", choices=("auto", "edges", "srgb", "estimated"),
+                             default="auto",
+                             help="the photo's response curve: measured from its colour edges "
+                             "(edges), taken as sRGB (srgb), or CurveNet's guess (estimated); "
+                             "auto (default): edges, but srgb for JPEGs, whose compression "
+                             "misleads the edges (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(

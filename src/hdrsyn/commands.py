@@ -166,6 +166,18 @@ def preview_data(
     return sheet
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def curve_for(photo: str | os.PathLike, curve: str = "auto") -> str:
+    """The response curve ``reconstruct`` assumes for a photo file: ``curve`` itself, or for
+    ``"auto"`` the one measured from its colour edges (``"edges"``), except for JPEGs, whose
+    compression bends the edges, which are taken as sRGB (docs/results.md)."""
+    if curve != "auto":
+        return curve
+    return "srgb" if Path(photo).suffix.lower() in JPEG_SUFFIXES else "edges"
+
+
 def reconstruct_files(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -175,13 +187,13 @@ def reconstruct_files(
     stack_dir: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
-    curve: str = "srgb",
+    curve: str = "auto",
     overwrite: bool = False,
     key: float = 0.18,
 ) -> list[Path]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
-    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: see
-    :func:`hdrsyn.reconstruct.reconstruct`.
+    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: ``"auto"``
+    (:func:`curve_for` each photo) or a choice of :func:`hdrsyn.reconstruct.reconstruct`.
 
     Returns:
         the HDR files written.
@@ -220,7 +232,7 @@ def reconstruct_files(
         stack_folder.mkdir(exist_ok=True)  # after every check: a failed run leaves nothing
     written = []
     for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
-        result = reconstruct(read_ldr(photo), network, evs=evs, curve=curve,
+        result = reconstruct(read_ldr(photo), network, evs=evs, curve=curve_for(photo, curve),
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
         write_hdr(hdr, result.radiance, overwrite=overwrite)
         if shown is not None:

@@ -87,8 +87,8 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
 
 def _model_label(spec: str) -> tuple[str, str, str]:
     """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@srgb`` (the
-    default: the photo's curve taken as sRGB) or ``@estimated`` (the model's estimate of the
-    curve) → (label, model, curve)."""
+    default: the photo's curve taken as sRGB), ``@edges`` (measured from its colour edges) or
+    ``@estimated`` (CurveNet's estimate) → (label, model, curve)."""
     curve = "srgb"
     for choice in CURVES:
         if spec.endswith("@" + choice):
@@ -99,7 +99,7 @@ def _model_label(spec: str) -> tuple[str, str, str]:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
         return label, model, curve
     label = Path(spec).stem if spec.endswith(".safetensors") else spec
-    return label + ("@estimated" if curve == "estimated" else ""), spec, curve
+    return label + ("" if curve == "srgb" else "@" + curve), spec, curve
 
 
 def evaluate(

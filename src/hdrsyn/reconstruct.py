@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS
 from hdrsyn.curves import srgb_log_inverse
 from hdrsyn.errors import HdrsynError
@@ -29,7 +30,7 @@ from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
-CURVES = ("estimated", "srgb")
+CURVES = ("estimated", "srgb", "edges")
 
 
 def shipped_models() -> list[str]:
@@ -98,10 +99,13 @@ def reconstruct(
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
-        curve: ``"srgb"`` (default: the photo is taken as sRGB-encoded) or ``"estimated"``
-            (the model's estimate of the photo's response curve: +3.4 dB on photos from
-            highlight roll-off cameras, but −11 dB on plain sRGB photos, on our held-out
-            test; docs/results.md); models without a curve estimator always use their own.
+        curve: the photo's response curve: ``"srgb"`` (default: the photo is taken as
+            sRGB-encoded), ``"edges"`` (measured from the photo's colour edges by
+            :func:`hdrsyn.calibration.calibrate`, sRGB where it finds too few; lossless
+            photos only: JPEG compression misleads it) or ``"estimated"`` (CurveNet's guess
+            from the photo's statistics, which does not carry over to new scenes); results
+            of each on held-out scenes in docs/results.md. Models without a curve estimator
+            always use their own.
 
     Returns:
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
@@ -124,9 +128,13 @@ def reconstruct(
     if curve not in CURVES:
         raise HdrsynError(f"curve: {curve!r}; use {' or '.join(CURVES)}")
     known = None
-    if curve == "srgb" and model.generator.curve_net is not None:
-        known = srgb_log_inverse().to(device)[None]
-        known = known - known[:, 128:129]
+    if curve != "estimated" and model.generator.curve_net is not None:
+        levels = np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8)
+        measured = calibrate(levels) if curve == "edges" else None
+        if measured is None:
+            measured = srgb_log_inverse()
+            measured = measured - measured[128]
+        known = measured.to(device)[None]
     generated = model.generator(small, evs, known)
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:

@@ -1,0 +1,155 @@
+r"""The photo's response curve from its colour edges: physics a single photo gives away.
+
+Where the lens and the pixel grid blur an edge between two colours, the pixels across it mix
+the two radiances linearly, so in linear RGB they lie on the segment between the two colours;
+the camera's nonlinear response bends that segment (Lin, Gu, Yamazaki & Shum 2004). The
+inverse curve that straightens the edges is the camera's, whatever the scene shows: this
+estimate is not learnt from our training scenes, so it does not overfit them as
+:class:`~hdrsyn.models.curve.CurveNet` does (docs/models.md).
+
+Triplets ``(A, M, B)`` of neighbouring pixels along rows and columns are kept where every
+channel of ``M`` lies between those of ``A`` and ``B`` (a mixture), the two ends differ by at
+least :data:`EDGE_LEVELS` levels in some channel and in colour, not only in brightness
+(:data:`COLOUR_COS`: grey mixtures stay straight under any curve), and no pixel is near black
+or white. A curve ``g`` (log inverse, the layer's convention) scores the mean over triplets of
+``ln(FLOOR + |(M − A) × (B − A)| / |B − A|²)`` with ``A, M, B`` linearised by ``exp(g)``: the
+log distance of ``M`` from the line ``AB``, relative to the edge's length.
+
+The estimate: the best of a bank of curves of the training family
+(:func:`hdrsyn.curves.sample_curve`), refined by gradient descent on its coefficients in the
+curve basis (:func:`hdrsyn.curves.fit_basis`) with a penalty ``STRENGTH · mean (g − g_bank)²``
+that keeps it near the family; sRGB wins when it scores within :data:`SRGB_MARGIN` of the
+estimate (the commonest camera needs less evidence). ``STRENGTH`` and ``SRGB_MARGIN`` were
+chosen on views of the training scenes (docs/results.md).
+
+Lossless photos only: JPEG compression bends the edge colours itself (chroma subsampling and
+quantisation act on gamma-encoded YCbCr), and the estimate from a JPEG is worse than assuming
+sRGB (ln f⁻¹ RMSE 0.70…0.88 at quality 90…97 against 0.37; docs/results.md).
+
+Reference:
+    S. Lin, J. Gu, S. Yamazaki, H.-Y. Shum. Radiometric Calibration from a Single Image.
+    CVPR 2004.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hdrsyn.curves import MID_LEVEL, fit_basis, sample_curve, srgb_log_inverse
+
+EDGE_LEVELS = 40  # the ends of a triplet differ by this many levels in some channel
+MARGIN_LEVELS = 8  # no channel of a triplet within this many levels of black or white
+COLOUR_COS = 0.98  # the ends' colours (linearised as sRGB) differ by more than ≈ 11°
+MAX_TRIPLETS = 4000  # a random subset beyond this (the estimate settles well before)
+MIN_TRIPLETS = 30  # fewer: no estimate
+MAX_SIDE = 2048  # larger photos give their central MAX_SIDE² crop (never resized: resizing
+# averages gamma-encoded values and bends the edges)
+FLOOR = 1e-3  # of the relative distance inside the log: 8-bit quantisation leaves ~1e-3
+BANK_SIZE = 600  # training-family curves the search starts from
+STEPS = 100  # Adam steps of the refinement
+LEARNING_RATE = 0.05
+STRENGTH = 1.0  # weight of mean (g − g_bank)², per squared unit of ln f⁻¹
+SRGB_MARGIN = 0.1  # sRGB is kept when its score is within this of the estimate's
+_MAX_COEFFICIENT = 20.0  # coefficients are clamped here: the family's span several units
+
+
+def edge_triplets(levels: np.ndarray, *, seed: int = 0) -> Tensor:
+    """Colour-edge triplets of an 8-bit photo.
+
+    Args:
+        levels: ``(H, W, 3)`` integer levels 0…255.
+
+    Returns:
+        ``(N, 3, 3)`` long: ``[A, M, B]`` × RGB, at most :data:`MAX_TRIPLETS` (a subset
+        drawn with ``seed``); N may be 0.
+    """
+    height, width = levels.shape[:2]
+    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
+    z = np.asarray(levels[top : top + MAX_SIDE, left : left + MAX_SIDE], dtype=np.int16)
+    found = []
+    for a, m, b in ((z[:-2], z[1:-1], z[2:]), (z[:, :-2], z[:, 1:-1], z[:, 2:])):
+        a, m, b = (x.reshape(-1, 3) for x in (a, m, b))
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        keep = ((m >= low) & (m <= high)).all(1) & ((high - low).max(1) >= EDGE_LEVELS)
+        keep &= low.min(1) >= MARGIN_LEVELS
+        keep &= high.max(1) <= 255 - MARGIN_LEVELS
+        found.append(np.stack([a[keep], m[keep], b[keep]], axis=1))
+    triplets = np.concatenate(found)
+    srgb = np.exp(srgb_log_inverse().numpy())
+    ends_a, ends_b = srgb[triplets[:, 0]], srgb[triplets[:, 2]]
+    cos = (ends_a * ends_b).sum(1) / (
+        np.linalg.norm(ends_a, axis=1) * np.linalg.norm(ends_b, axis=1)
+    )
+    triplets = triplets[cos < COLOUR_COS]
+    if len(triplets) > MAX_TRIPLETS:
+        chosen = np.random.default_rng(seed).choice(len(triplets), MAX_TRIPLETS, replace=False)
+        triplets = triplets[np.sort(chosen)]
+    return torch.from_numpy(triplets.astype(np.int64))
+
+
+def bend(g: Tensor, triplets: Tensor) -> Tensor:
+    """How far curves ``g`` (K, 256) leave the triplets' middles off their edges: the mean
+    log relative distance (module doc), (K,). Lower is straighter."""
+    a, m, b = (g[:, triplets[:, i]].exp() for i in range(3))  # (K, N, 3) each
+    edge, middle = b - a, m - a
+    distance = torch.linalg.cross(middle, edge, dim=-1).norm(dim=-1)
+    return (distance / edge.square().sum(-1) + FLOOR).log().mean(dim=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _bank() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(mean, basis, curves (K, 256), their coefficients (K, C)): sRGB first."""
+    mean, basis = fit_basis()
+    rng = np.random.default_rng(0)
+    curves = [srgb_log_inverse().numpy()] + [
+        sample_curve(rng, "train").log_inverse() for _ in range(BANK_SIZE)
+    ]
+    curves = torch.from_numpy(np.stack(curves)).float()
+    curves = curves - curves[:, MID_LEVEL : MID_LEVEL + 1]
+    coefficients = (curves - mean) @ basis.T  # the basis rows are orthonormal
+    return mean, basis, curves, coefficients
+
+
+def _curve(mean: Tensor, basis: Tensor, coefficients: Tensor) -> Tensor:
+    g = (mean + coefficients @ basis).cummax(dim=-1).values
+    return g - g[..., MID_LEVEL : MID_LEVEL + 1]
+
+
+def calibrate(levels: np.ndarray) -> Tensor | None:
+    """The photo's log inverse response from its colour edges (module doc).
+
+    Args:
+        levels: ``(H, W, 3)`` integer levels 0…255 of a losslessly stored photo.
+
+    Returns:
+        ``g`` (256,) normalised to ``g(128) = 0``, or None when the photo has fewer than
+        :data:`MIN_TRIPLETS` colour-edge triplets.
+    """
+    triplets = edge_triplets(levels)
+    if len(triplets) < MIN_TRIPLETS:
+        return None
+    mean, basis, curves, coefficients = _bank()
+    with torch.no_grad():
+        best = int(bend(curves, triplets).argmin())
+    anchor = curves[best]
+    with torch.enable_grad():
+        found = coefficients[best].clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([found], lr=LEARNING_RATE)
+        for _ in range(STEPS):
+            g = _curve(mean, basis, found)
+            loss = bend(g[None], triplets)[0] + STRENGTH * (g - anchor).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                found.clamp_(-_MAX_COEFFICIENT, _MAX_COEFFICIENT)
+    with torch.no_grad():
+        g = _curve(mean, basis, found)
+        if not torch.isfinite(g).all():
+            g = anchor
+        refined, srgb = bend(torch.stack([g, curves[0]]), triplets)
+    return curves[0].clone() if srgb - refined < SRGB_MARGIN else g
