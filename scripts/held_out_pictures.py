@@ -1,6 +1,7 @@
 """Before/after pictures of held-out scenes for docs/results.md: photos from an sRGB camera and a
-roll-off (filmic) camera, the linearised photo, hdrsyn (the default sRGB curve, and the curve it
-estimates from the photo) and the true radiance, each shown
+roll-off (filmic) camera, the linearised photo, hdrsyn (the curve taken as sRGB, as for JPEGs,
+and the curve measured from the photo's colour edges, the default for lossless photos) and the
+true radiance, each shown
 tone-mapped alike, and exposed so that the true radiance's 99th luminance percentile is white
 (where the highlights' content shows).
 
@@ -45,13 +46,13 @@ def row(radiance_view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndar
         curve_mode: torch.from_numpy(reconstruct(photo, model, curve=curve_mode).radiance).permute(
             2, 0, 1
         )[None]
-        for curve_mode in ("srgb", "estimated")
+        for curve_mode in ("srgb", "edges")
     }
     linear = srgb_decode(photo_t)
     methods = {
         "linearised": linear,
-        "hdrsyn": ours["srgb"],
-        "hdrsyn, est. curve": ours["estimated"],
+        "hdrsyn, sRGB curve": ours["srgb"],
+        "hdrsyn, edge curve": ours["edges"],
     }
     aligned = {k: protocol_align(v, reference, photo_t) for k, v in methods.items()}
     scores = {k: hdr_metrics(v, reference, photo_t)["pu21_psnr"].item() for k, v in methods.items()}
