@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hdrsyn.calibration import MIN_TRIPLETS, bend, calibrate, edge_triplets
+from hdrsyn.calibration import MIN_CELLS, MIN_TRIPLETS, bend, calibrate, edge_triplets
 from hdrsyn.curves import ResponseCurve, curve_rmse, srgb_log_inverse
 from hdrsyn.data import quantise
 
@@ -34,26 +34,27 @@ def photo(radiance: np.ndarray, curve: ResponseCurve) -> np.ndarray:
 
 def test_triplets_are_colour_mixtures_inside_the_range():
     levels = photo(patches(), ResponseCurve("srgb"))
-    triplets = edge_triplets(levels).numpy()
+    triplets, cells = (x.numpy() for x in edge_triplets(levels))
     assert len(triplets) >= MIN_TRIPLETS
     low = np.minimum(triplets[:, 0], triplets[:, 2])
     high = np.maximum(triplets[:, 0], triplets[:, 2])
     assert ((triplets[:, 1] >= low) & (triplets[:, 1] <= high)).all()
     assert (high - low).max(axis=1).min() >= 40
     assert triplets.min() >= 8 and triplets.max() <= 247
+    assert len(cells) == len(triplets) and 0 <= cells.min() and cells.max() < 16 * 16
 
 
 def test_grey_edges_give_no_triplets_and_no_estimate():
     """Grey mixtures stay on the grey axis under any curve: no evidence, no estimate."""
     levels = photo(patches(grey=True), ResponseCurve("gamma", 2.2))
-    assert len(edge_triplets(levels)) == 0
+    assert len(edge_triplets(levels)[0]) == 0
     assert calibrate(levels) is None
 
 
 def test_the_true_curve_bends_the_edges_least():
     radiance = patches(1)
     for curve in (ResponseCurve("gamma", 2.6), ResponseCurve("hable", white=6.0)):
-        triplets = edge_triplets(photo(radiance, curve))
+        triplets, _ = edge_triplets(photo(radiance, curve))
         true = torch.from_numpy(curve.log_inverse()).float()
         others = torch.stack([srgb_log_inverse(), torch.linspace(-6, 0.5, 256),
                               true * 0.6])  # fmt: skip
@@ -81,11 +82,14 @@ def test_an_srgb_photo_keeps_srgb():
 
 
 def test_auto_measures_lossless_photos_and_takes_jpegs_as_srgb():
-    from hdrsyn.commands import curve_for
+    from pathlib import Path
 
-    assert curve_for("a/photo.png") == "edges" == curve_for("b.TIFF")
+    from hdrsyn.reconstruct import curve_for
+
+    assert curve_for("a/photo.png") == "edges" == curve_for(Path("b.TIFF"))
     assert curve_for("photo.JPG") == "srgb" == curve_for("x.jpeg")
     assert curve_for("photo.jpg", "edges") == "edges"
+    assert curve_for(np.zeros((4, 4, 3))) == "srgb"  # an array: storage unknown
 
 
 def test_reconstruct_merges_with_the_measured_curve():
@@ -105,3 +109,37 @@ def test_reconstruct_merges_with_the_measured_curve():
     result = reconstruct(grey.astype(np.float32) / 255, model, curve="edges")
     srgb = srgb_log_inverse()
     torch.testing.assert_close(torch.from_numpy(result.photo_curve), srgb - srgb[128])
+
+
+def test_edges_in_one_small_part_of_the_photo_are_not_enough():
+    """Many triplets round one small patch (a few cells of the grid) give no estimate: an
+    object whose edges do not mix linearly would decide the curve alone."""
+    radiance = np.full((192, 192, 3), 0.05, np.float32)
+    radiance[20:44, 20:44] = (0.4, 0.1, 0.02)
+    radiance = cv2.GaussianBlur(radiance, (0, 0), 1.2)
+    levels = photo(radiance, ResponseCurve("hable", white=7.0))
+    triplets, cells = edge_triplets(levels)
+    assert len(triplets) >= MIN_TRIPLETS and len(cells.unique()) < MIN_CELLS
+    assert calibrate(levels) is None
+
+
+def test_reconstruct_reads_a_path_and_measures_png_but_not_jpeg(tmp_path):
+    from PIL import Image
+
+    from hdrsyn import read_ldr
+    from hdrsyn.models import HDRSynthesizer, ModelConfig
+    from hdrsyn.reconstruct import reconstruct
+
+    torch.manual_seed(0)
+    tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
+            "refine_base": 4, "refine_levels": 2, "max_width": 8}  # fmt: skip
+    model = HDRSynthesizer(ModelConfig(**tiny, prior="estimated", merge="estimated")).eval()
+    levels = photo(patches(2), ResponseCurve("hable", white=7.0))
+    Image.fromarray(levels).save(tmp_path / "p.png")
+    Image.fromarray(levels).save(tmp_path / "p.jpg", quality=95)
+    from_path = reconstruct(tmp_path / "p.png", model)
+    from_array = reconstruct(read_ldr(tmp_path / "p.png"), model, curve="edges")
+    np.testing.assert_array_equal(from_path.radiance, from_array.radiance)
+    srgb = srgb_log_inverse()
+    jpeg = reconstruct(str(tmp_path / "p.jpg"), model)
+    torch.testing.assert_close(torch.from_numpy(jpeg.photo_curve), srgb - srgb[128])

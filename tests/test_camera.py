@@ -196,6 +196,10 @@ def test_cuda_matches_cpu():
         (torch.rand(3, 3, 4, 4), [0.0, 1.0, float("nan")], "finite"),
         (torch.rand(3, 4, 4, 4), [0.0, 1.0, 2.0], "shape"),
         (torch.randint(0, 9, (3, 3, 4, 4)), [0.0, 1.0, 2.0], "uint8"),
+        (torch.rand(3, 3, 4, 4).index_put_((torch.tensor([1]),), torch.tensor(float("nan"))),
+         [0.0, 1.0, 2.0], "NaN"),
+        (torch.rand(3, 3, 4, 4) * 255, [0.0, 1.0, 2.0], r"\[0, 1\].*uint8"),
+        (torch.rand(3, 3, 4, 4) - 0.5, [0.0, 1.0, 2.0], r"\[0, 1\]"),
     ],
 )
 def test_rejects_bad_input(stack, evs, message):

@@ -129,3 +129,18 @@ def test_a_known_srgb_curve_replaces_the_estimate():
                            expected, rtol=2e-2)  # fmt: skip
     with pytest.raises(HdrsynError, match="curve"):
         reconstruct(photo, model, curve="linear")
+
+
+def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():
+    from hdrsyn.models import HDRSynthesizer, ModelConfig
+
+    tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
+            "refine_base": 4, "refine_levels": 2, "max_width": 8}  # fmt: skip
+    model = HDRSynthesizer(ModelConfig(**tiny)).eval()
+    photo = np.full((16, 16, 3), 0.5, np.float32)
+    for bad in (-5, 0, 2.5):
+        with pytest.raises(HdrsynError, match="max_pixels"):
+            reconstruct(photo, model, max_pixels=bad)
+    with pytest.raises(HdrsynError, match="cannot make further steps"):
+        reconstruct(photo, model, evs=(-4, -3, -2, -1, 0))
+    assert reconstruct(photo, model, evs=(-3, -2, -1, 0, 1)).evs == [-3, -2, -1, 0, 1]

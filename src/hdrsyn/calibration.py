@@ -19,12 +19,15 @@ The estimate: the best of a bank of curves of the training family
 (:func:`hdrsyn.curves.sample_curve`), refined by gradient descent on its coefficients in the
 curve basis (:func:`hdrsyn.curves.fit_basis`) with a penalty ``STRENGTH · mean (g − g_bank)²``
 that keeps it near the family; sRGB wins when it scores within :data:`SRGB_MARGIN` of the
-estimate (the commonest camera needs less evidence). ``STRENGTH`` and ``SRGB_MARGIN`` were
-chosen on views of the training scenes (docs/results.md).
+estimate (the commonest camera needs less evidence). There is no estimate from fewer than
+:data:`MIN_TRIPLETS` triplets, or from triplets in fewer than :data:`MIN_CELLS` of the photo's
+GRID × GRID cells: one or two edges are too little to go on (a single long edge of a held-out
+view bent the estimate; docs/results.md). ``STRENGTH`` and ``SRGB_MARGIN`` were chosen on
+views of the training scenes, ``MIN_CELLS`` after that held-out failure (docs/results.md).
 
 Lossless photos only: JPEG compression bends the edge colours itself (chroma subsampling and
 quantisation act on gamma-encoded YCbCr), and the estimate from a JPEG is worse than assuming
-sRGB (ln f⁻¹ RMSE 0.70…0.88 at quality 90…97 against 0.37; docs/results.md).
+sRGB (ln f⁻¹ RMSE 0.70 at quality 90 against 0.37 on our held-out views; docs/results.md).
 
 Reference:
     S. Lin, J. Gu, S. Yamazaki, H.-Y. Shum. Radiometric Calibration from a Single Image.
@@ -46,6 +49,8 @@ MARGIN_LEVELS = 8  # no channel of a triplet within this many levels of black or
 COLOUR_COS = 0.98  # the ends' colours (linearised as sRGB) differ by more than ≈ 11°
 MAX_TRIPLETS = 4000  # a random subset beyond this (the estimate settles well before)
 MIN_TRIPLETS = 30  # fewer: no estimate
+GRID = 16  # the photo is cut into GRID × GRID cells to count where the edges are
+MIN_CELLS = 12  # triplets from fewer cells (one or two edges of the scene): no estimate
 MAX_SIDE = 2048  # larger photos give their central MAX_SIDE² crop (never resized: resizing
 # averages gamma-encoded values and bends the edges)
 FLOOR = 1e-3  # of the relative distance inside the log: 8-bit quantisation leaves ~1e-3
@@ -57,38 +62,45 @@ SRGB_MARGIN = 0.1  # sRGB is kept when its score is within this of the estimate'
 _MAX_COEFFICIENT = 20.0  # coefficients are clamped here: the family's span several units
 
 
-def edge_triplets(levels: np.ndarray, *, seed: int = 0) -> Tensor:
-    """Colour-edge triplets of an 8-bit photo.
+def edge_triplets(levels: np.ndarray, *, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Colour-edge triplets of an 8-bit photo, and where they are.
 
     Args:
         levels: ``(H, W, 3)`` integer levels 0…255.
 
     Returns:
-        ``(N, 3, 3)`` long: ``[A, M, B]`` × RGB, at most :data:`MAX_TRIPLETS` (a subset
-        drawn with ``seed``); N may be 0.
+        ``(N, 3, 3)`` long: ``[A, M, B]`` × RGB, and ``(N,)`` long: the cell of a
+        GRID × GRID grid over the photo that holds each middle pixel; at most
+        :data:`MAX_TRIPLETS` (a subset drawn with ``seed``); N may be 0.
     """
     height, width = levels.shape[:2]
     top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
     z = np.asarray(levels[top : top + MAX_SIDE, left : left + MAX_SIDE], dtype=np.int16)
-    found = []
-    for a, m, b in ((z[:-2], z[1:-1], z[2:]), (z[:, :-2], z[:, 1:-1], z[:, 2:])):
+    rows, columns = np.indices(z.shape[:2])
+    cell = (rows * GRID // z.shape[0]) * GRID + columns * GRID // z.shape[1]
+    found, cells = [], []
+    for a, m, b, where in ((z[:-2], z[1:-1], z[2:], cell[1:-1]),
+                           (z[:, :-2], z[:, 1:-1], z[:, 2:], cell[:, 1:-1])):  # fmt: skip
         a, m, b = (x.reshape(-1, 3) for x in (a, m, b))
         low, high = np.minimum(a, b), np.maximum(a, b)
         keep = ((m >= low) & (m <= high)).all(1) & ((high - low).max(1) >= EDGE_LEVELS)
         keep &= low.min(1) >= MARGIN_LEVELS
         keep &= high.max(1) <= 255 - MARGIN_LEVELS
         found.append(np.stack([a[keep], m[keep], b[keep]], axis=1))
-    triplets = np.concatenate(found)
+        cells.append(where.reshape(-1)[keep])
+    triplets, cells = np.concatenate(found), np.concatenate(cells)
     srgb = np.exp(srgb_log_inverse().numpy())
     ends_a, ends_b = srgb[triplets[:, 0]], srgb[triplets[:, 2]]
     cos = (ends_a * ends_b).sum(1) / (
         np.linalg.norm(ends_a, axis=1) * np.linalg.norm(ends_b, axis=1)
     )
-    triplets = triplets[cos < COLOUR_COS]
+    colour = cos < COLOUR_COS
+    triplets, cells = triplets[colour], cells[colour]
     if len(triplets) > MAX_TRIPLETS:
-        chosen = np.random.default_rng(seed).choice(len(triplets), MAX_TRIPLETS, replace=False)
-        triplets = triplets[np.sort(chosen)]
-    return torch.from_numpy(triplets.astype(np.int64))
+        chosen = np.sort(np.random.default_rng(seed).choice(len(triplets), MAX_TRIPLETS,
+                                                            replace=False))  # fmt: skip
+        triplets, cells = triplets[chosen], cells[chosen]
+    return torch.from_numpy(triplets.astype(np.int64)), torch.from_numpy(cells.astype(np.int64))
 
 
 def bend(g: Tensor, triplets: Tensor) -> Tensor:
@@ -127,10 +139,11 @@ def calibrate(levels: np.ndarray) -> Tensor | None:
 
     Returns:
         ``g`` (256,) normalised to ``g(128) = 0``, or None when the photo has fewer than
-        :data:`MIN_TRIPLETS` colour-edge triplets.
+        :data:`MIN_TRIPLETS` colour-edge triplets or they lie in fewer than :data:`MIN_CELLS`
+        cells of a GRID × GRID grid (one or two edges: too little to go on).
     """
-    triplets = edge_triplets(levels)
-    if len(triplets) < MIN_TRIPLETS:
+    triplets, cells = edge_triplets(levels)
+    if len(triplets) < MIN_TRIPLETS or len(cells.unique()) < MIN_CELLS:
         return None
     mean, basis, curves, coefficients = _bank()
     with torch.no_grad():

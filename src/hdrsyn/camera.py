@@ -305,6 +305,9 @@ def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
     return solution
 
 
+_RANGE_SLACK = 1e-3  # float stacks may stray this far outside [0, 1] (resampling overshoot)
+
+
 def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
     if not isinstance(stack, Tensor):
         raise HdrsynError(f"stack: expected a torch.Tensor, got {type(stack).__name__}")
@@ -315,6 +318,15 @@ def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
         )
     if not (stack.dtype == torch.uint8 or stack.is_floating_point()):
         raise HdrsynError(f"stack: expected uint8 levels or floats in [0, 1], got {stack.dtype}")
+    if stack.is_floating_point() and stack.numel():
+        low, high = torch.aminmax(stack.detach())
+        if not (torch.isfinite(low) and torch.isfinite(high)):
+            raise HdrsynError("stack: holds NaN or infinite values")
+        if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+            raise HdrsynError(
+                f"stack: float values must lie in [0, 1], got {low.item():g}…{high.item():g} "
+                "(8-bit levels: pass a uint8 tensor)"
+            )
     if not batched:
         stack = stack.unsqueeze(0)
     exposures = stack.shape[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -10,7 +11,7 @@ from hdrsyn import __version__
 from hdrsyn.errors import HdrsynError
 
 MERGE_EXAMPLES = """examples:
-  hdrsyn merge examples/city/*.jpg -o city.exr --preview city.png
+  hdrsyn merge examples/interior/*.jpg -o interior.exr --preview interior.png
   hdrsyn merge a.jpg b.jpg c.jpg --ev -2 0 2 -o out.hdr --plot-crf crf.png
 EVs are stops relative to each other (exposure time 2^EV); without --ev they come from EXIF."""
 
@@ -20,8 +21,8 @@ RECONSTRUCT_EXAMPLES = """examples:
 The radiance is relative: a mid-grey (level 128) pixel of the photo has radiance 1."""
 
 TONEMAP_EXAMPLES = """examples:
-  hdrsyn tonemap city.exr -o city.png
-  hdrsyn tonemap city.exr -o city.jpg --key 0.36"""
+  hdrsyn tonemap interior.exr -o interior.png
+  hdrsyn tonemap interior.exr -o interior.jpg --key 0.36"""
 
 
 PREVIEW_EXAMPLES = """examples:
@@ -52,6 +53,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _number(kind, low: float, inclusive: bool, what: str):
+    """An argparse type: ``kind`` (int or float), finite, above ``low`` (or equal, if
+    ``inclusive``); refusals name the rule, e.g. "-5: must be a positive integer"."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {what}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text}: must be {what}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _number(int, 0, False, "a positive integer")
+POSITIVE = _number(float, 0.0, False, "a positive number")
+NON_NEGATIVE = _number(float, 0.0, True, "a number ≥ 0")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hdrsyn",
@@ -76,13 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
                              help="stack exposures (default -3 … 3); must hold 0")  # fmt: skip
     reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
     reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
-    reconstruct.add_argument("--max-pixels", type=int, help="network working size (pixels)")
+    reconstruct.add_argument("--max-pixels", type=POSITIVE_INT, metavar="N",
+                             help="the networks run on a copy of at most N pixels "
+                             "(default 262144 = 512²)")  # fmt: skip
     reconstruct.add_argument("--curve", choices=("auto", "edges", "srgb", "estimated"),
                              default="auto",
                              help="the photo's response curve: measured from its colour edges "
                              "(edges), taken as sRGB (srgb), or CurveNet's guess (estimated); "
                              "auto (default): edges, but srgb for JPEGs, whose compression "
                              "misleads the edges (docs/results.md)")  # fmt: skip
+    reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
+                             help="key of the --preview tone mapping (default 0.18; lower "
+                             "for night scenes)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -97,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("-o", "--output", required=True, metavar="OUT", help=".exr, .hdr or .pfm")
     merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
     merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")
-    merge.add_argument("--smoothness", type=float, default=10.0, help="λ of Eq. 1 (default 10)")
-    merge.add_argument("--key", type=float, default=0.18, help="preview key (default 0.18)")
+    merge.add_argument("--smoothness", type=NON_NEGATIVE, default=10.0,
+                       help="λ of Eq. 1, ≥ 0 (default 10)")  # fmt: skip
+    merge.add_argument("--key", type=POSITIVE, default=0.18, help="preview key (default 0.18)")
     merge.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     tonemap = commands.add_parser(
@@ -110,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tonemap.add_argument("input", metavar="IN", help=".exr, .hdr or .pfm")
     tonemap.add_argument("-o", "--output", required=True, metavar="OUT", help=".png or .jpg")
-    tonemap.add_argument("--key", type=float, default=0.18, help="key a (default 0.18)")
-    tonemap.add_argument("--white", type=float, help="white point (default: brightest pixel)")
+    tonemap.add_argument("--key", type=POSITIVE, default=0.18, help="key a (default 0.18)")
+    tonemap.add_argument("--white", type=POSITIVE, help="white point (default: brightest pixel)")
     tonemap.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     preview = commands.add_parser(
@@ -124,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("data", metavar="DIR", help="HDR folder or bracketed-scenes folder")
     preview.add_argument("-o", "--output", required=True, metavar="PNG")
-    preview.add_argument("--count", type=int, default=4, help="samples (default 4)")
+    preview.add_argument("--count", type=POSITIVE_INT, default=4, help="samples (default 4)")
     preview.add_argument("--split", choices=("train", "val"), default="val")
     preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--size", type=int, default=192, help="tile side in pixels")
+    preview.add_argument("--size", type=POSITIVE_INT, default=192,
+                         help="tile side in pixels (default 192)")  # fmt: skip
     preview.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     train = commands.add_parser(
@@ -142,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", required=True, metavar="DIR", help="run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    train.add_argument("--time-limit", type=float, metavar="SEC", help="checkpoint and stop")
+    train.add_argument("--time-limit", type=POSITIVE, metavar="SEC", help="checkpoint and stop")
     train.add_argument("--init", metavar="WEIGHTS", help="fine-tune from these weights")
 
     evaluate = commands.add_parser(
@@ -158,15 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
                           help="shipped name, .safetensors or run folder, optionally ending "
-                          "in @estimated (the model's curve estimate) or @srgb (the "
-                          "default); repeat to compare (default: small)")  # fmt: skip
+                          "in @srgb (the photo's curve taken as sRGB, the default), @edges "
+                          "(measured from its colour edges) or @estimated (CurveNet's "
+                          "guess); repeat to compare (default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "true-curve", "oracle"],
                           help="from linearised akyuz huo true-curve oracle (default: all); "
                           "true-curve: the photo through its camera's true inverse curve")
-    evaluate.add_argument("--views", type=int, default=24,
+    evaluate.add_argument("--views", type=POSITIVE_INT, default=24,
                           help="views from HDR images (default 24)")  # fmt: skip
-    evaluate.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    evaluate.add_argument("--size", type=POSITIVE_INT, default=256,
+                          help="image side (default 256)")  # fmt: skip
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")
 
@@ -204,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_pixels=args.max_pixels,
                 curve=args.curve,
                 overwrite=args.force,
+                key=args.key,
             )
         elif args.command == "merge":
             commands.merge_files(

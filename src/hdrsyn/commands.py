@@ -166,18 +166,6 @@ def preview_data(
     return sheet
 
 
-JPEG_SUFFIXES = (".jpg", ".jpeg")
-
-
-def curve_for(photo: str | os.PathLike, curve: str = "auto") -> str:
-    """The response curve ``reconstruct`` assumes for a photo file: ``curve`` itself, or for
-    ``"auto"`` the one measured from its colour edges (``"edges"``), except for JPEGs, whose
-    compression bends the edges, which are taken as sRGB (docs/results.md)."""
-    if curve != "auto":
-        return curve
-    return "srgb" if Path(photo).suffix.lower() in JPEG_SUFFIXES else "edges"
-
-
 def reconstruct_files(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -192,14 +180,14 @@ def reconstruct_files(
     key: float = 0.18,
 ) -> list[Path]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
-    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: ``"auto"``
-    (:func:`curve_for` each photo) or a choice of :func:`hdrsyn.reconstruct.reconstruct`.
+    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: see
+    :func:`hdrsyn.reconstruct.reconstruct` (``"auto"`` decides per file).
 
     Returns:
         the HDR files written.
     """
     from hdrsyn.camera import DEFAULT_EVS
-    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, load_model, reconstruct
+    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, curve_for, load_model, reconstruct
 
     photos = _photos(inputs)
     output = Path(output)

@@ -26,11 +26,25 @@ from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS
 from hdrsyn.curves import srgb_log_inverse
 from hdrsyn.errors import HdrsynError
+from hdrsyn.io import read_ldr
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
-CURVES = ("estimated", "srgb", "edges")
+CURVES = ("auto", "edges", "srgb", "estimated")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def curve_for(photo, curve: str = "auto") -> str:
+    """The response curve :func:`reconstruct` takes for ``photo``: ``curve`` itself, or for
+    ``"auto"`` the one measured from the photo's colour edges (``"edges"``) when ``photo`` is
+    the path of a losslessly stored file, and sRGB for JPEGs (their compression bends the
+    edges) and for arrays (whose storage is unknown); docs/results.md."""
+    if curve != "auto":
+        return curve
+    if isinstance(photo, str | os.PathLike):
+        return "srgb" if Path(photo).suffix.lower() in JPEG_SUFFIXES else "edges"
+    return "srgb"
 
 
 def shipped_models() -> list[str]:
@@ -85,22 +99,24 @@ class Reconstruction:
 
 @torch.no_grad()
 def reconstruct(
-    photo: np.ndarray,
+    photo: np.ndarray | str | os.PathLike,
     model: nn.Module | str | os.PathLike = "small",
     *,
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    curve: str = "srgb",
+    curve: str = "auto",
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
     Args:
-        photo: ``(H, W, 3)`` RGB in [0, 1] (e.g. from :func:`hdrsyn.read_ldr`).
+        photo: ``(H, W, 3)`` RGB in [0, 1] (e.g. from :func:`hdrsyn.read_ldr`), or the path
+            of a photo file.
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
-        curve: the photo's response curve: ``"srgb"`` (default: the photo is taken as
-            sRGB-encoded), ``"edges"`` (measured from the photo's colour edges by
+        curve: the photo's response curve: ``"auto"`` (default: :func:`curve_for`),
+            ``"srgb"`` (the photo is taken as sRGB-encoded), ``"edges"`` (measured from the
+            photo's colour edges by
             :func:`hdrsyn.calibration.calibrate`, sRGB where it finds too few; lossless
             photos only: JPEG compression misleads it) or ``"estimated"`` (CurveNet's guess
             from the photo's statistics, which does not carry over to new scenes); results
@@ -111,8 +127,15 @@ def reconstruct(
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
         response, has radiance 1), the generated stack, its EVs and the response curve.
     """
+    if curve not in CURVES:
+        raise HdrsynError(f"curve: {curve!r}; use {', '.join(CURVES)}")
+    curve = curve_for(photo, curve)
+    if isinstance(photo, str | os.PathLike):
+        photo = read_ldr(photo)
     if not isinstance(model, nn.Module):
         model = load_model(model)
+    if not (isinstance(max_pixels, int | np.integer) and max_pixels > 0):
+        raise HdrsynError(f"max_pixels: {max_pixels!r}; must be a positive integer")
     photo = np.asarray(photo, np.float32)
     if photo.ndim != 3 or photo.shape[2] != 3:
         raise HdrsynError(f"photo: expected an (H, W, 3) image, got shape {photo.shape}")
@@ -125,8 +148,6 @@ def reconstruct(
         small = nn.functional.interpolate(image, size=size, mode="area")
     else:
         small = image
-    if curve not in CURVES:
-        raise HdrsynError(f"curve: {curve!r}; use {' or '.join(CURVES)}")
     known = None
     if curve != "estimated" and model.generator.curve_net is not None:
         levels = np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8)

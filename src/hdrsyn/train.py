@@ -451,6 +451,8 @@ def train(
         raise HdrsynError("train: a config is needed for a new run")
     elif _checkpoints(run) and context.main:
         raise HdrsynError(f"{run}: already holds checkpoints; use --resume or another folder")
+    if init is not None and not resume and not Path(init).is_file():
+        raise HdrsynError(f"{init}: no such weights file (--init)")  # before making the run
     if context.main:
         run.mkdir(parents=True, exist_ok=True)
         resolved = config.to_dict() | ({"init": str(init)} if init and not resume else {})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+MAX_STEPS = 3  # discrete conditioning: one (γ, β) per step, EV ±1…±3 (the paper's stack)
+
 
 class ConditionalInstanceNorm(nn.Module):
     r"""Instance norm whose affine parameters depend on the requested exposure step.
@@ -18,7 +20,9 @@ class ConditionalInstanceNorm(nn.Module):
       asked for.
     """
 
-    def __init__(self, channels: int, mode: str = "discrete", slots: int = 3, hidden: int = 32):
+    def __init__(
+        self, channels: int, mode: str = "discrete", slots: int = MAX_STEPS, hidden: int = 32
+    ):
         super().__init__()
         self.mode = mode
         self.norm = nn.InstanceNorm2d(channels, affine=False)

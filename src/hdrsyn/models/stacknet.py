@@ -19,6 +19,7 @@ from hdrsyn.camera import DEFAULT_EVS, merge_exposures
 from hdrsyn.curves import reexpose
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
+from hdrsyn.models.blocks import MAX_STEPS
 from hdrsyn.models.curve import CurveNet
 from hdrsyn.models.unet import UNet
 from hdrsyn.tonemap import srgb_decode, srgb_encode
@@ -240,6 +241,11 @@ class StackGenerator(nn.Module):
                     raise HdrsynError(
                         f"evs: {evs}: this model makes whole steps of one stop; "
                         "use a continuous-condition model for other EVs"
+                    )
+                if len(chain) > MAX_STEPS:
+                    raise HdrsynError(
+                        f"evs: {evs}: this model was trained for EV −{MAX_STEPS}…+{MAX_STEPS} "
+                        "(one conditioning per step); it cannot make further steps"
                     )
         return up, down
 
