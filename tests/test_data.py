@@ -73,7 +73,9 @@ def test_validation_views_are_fixed_and_clean(hdr_folder):
     val = SyntheticStackDataset(hdr_folder, size=48, split="val", length=6, seed=0)
     sample = val[2]
     torch.testing.assert_close(sample["input"], sample["stack"][3])  # no noise, no JPEG
-    assert [val[i]["source"] for i in range(6)] == sorted(p.name for p in val.files)
+    count = len(val.files)
+    assert count >= 2
+    assert [val[i]["source"] for i in range(count)] == sorted(p.name for p in val.files)
 
 
 def test_splits_look_at_disjoint_parts_of_the_panorama():

@@ -205,6 +205,8 @@ def vgg_file(tmp_path):
             layers += [torch.nn.Conv2d(channels, item, 3, padding=1), torch.nn.ReLU()]
             channels = item
     state = {f"features.{k}": v for k, v in torch.nn.Sequential(*layers).state_dict().items()}
+    # a torchvision VGG-19 state dict also holds the classifier (smaller here)
+    state |= {"classifier.0.weight": torch.rand(8, 4), "classifier.0.bias": torch.rand(8)}
     save_file(state, tmp_path / "vgg19.safetensors")
     torch.save(state, tmp_path / "vgg19.pth")
     return tmp_path

@@ -158,8 +158,12 @@ def _load_vgg_state(path: Path, n_layers: int) -> dict[str, Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # safetensors and torch raise many types for bad files
         raise HdrsynError(f"{path}: not a readable weights file ({error})") from None
-    state = {key.removeprefix("features."): value for key, value in state.items()}
-    wanted = {key: value for key, value in state.items() if int(key.split(".")[0]) < n_layers}
+    wanted = {}
+    for key, value in state.items():  # torchvision's VGG-19: features.N.* and classifier.*
+        name = key.removeprefix("features.")
+        index = name.split(".")[0]
+        if index.isdigit() and int(index) < n_layers:
+            wanted[name] = value
     if not wanted:
         raise HdrsynError(f"{path}: no VGG-19 'features.N.weight' tensors found")
     return wanted
