@@ -159,3 +159,20 @@ def test_no_warning_for_plain_rgb(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_ldr(tmp_path / "c.jpg")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    """All eight EXIF orientations come out as Pillow's ``ImageOps.exif_transpose`` shows them."""
+    from PIL import Image, ImageOps
+
+    pixels = np.random.default_rng(orientation).integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for suffix in (".png", ".tif"):
+        path = tmp_path / f"o{orientation}{suffix}"
+        image.save(path, exif=exif.tobytes())
+        with Image.open(path) as opened:
+            expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        np.testing.assert_array_equal(read_ldr(path), expected / np.float32(255))

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hdrsyn import HdrsynError, read_hdr, read_ldr
 from hdrsyn.cli import main
@@ -48,7 +49,10 @@ def test_reconstruct_cli(tmp_path, capsys):
     out = tmp_path / "room.exr"
     code = main(["reconstruct", str(PHOTO), "-o", str(out), "--preview", str(tmp_path / "p.png"),
                  "--stack-dir", str(tmp_path), "--max-pixels", "20000"])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines() == [f"wrote {out}", f"wrote {tmp_path / 'p.png'}",
+                                         f"wrote 7 exposures to {tmp_path}/"]  # fmt: skip
     assert read_hdr(out).shape == (320, 600, 3)
     assert read_ldr(tmp_path / "p.png").shape == (320, 600, 3)
     assert sorted(p.name for p in tmp_path.glob("ev+0_ev*.png")) == sorted(
@@ -68,11 +72,39 @@ def test_reconstruct_folder(tmp_path, capsys):
     photos.mkdir()
     for name in ("a.jpg", "b.jpg"):
         (photos / name).write_bytes(PHOTO.read_bytes())
-    out = tmp_path / "out"
-    out.mkdir()
-    code = main(["reconstruct", str(photos), "-o", str(out), "--max-pixels", "10000"])
-    assert code == 0, capsys.readouterr().err
+    out = tmp_path / "out"  # a new folder: made, as --stack-dir and --preview are
+    code = main(["reconstruct", str(photos), "-o", str(out), "--max-pixels", "10000",
+                 "--preview", str(tmp_path / "previews")])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     assert sorted(p.name for p in out.iterdir()) == ["a.exr", "b.exr"]
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["a.png", "b.png"]
+    assert f"wrote {out / 'a.exr'}" in captured.out  # few of a kind: each path
+    assert f"wrote {tmp_path / 'previews' / 'b.png'}" in captured.out
+
+
+def test_same_stem_photos_are_refused_before_any_work(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "shot.jpg").write_bytes(PHOTO.read_bytes())
+    Image.open(PHOTO).save(photos / "shot.png")
+    code = main(["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--force"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "shot.jpg" in err[0] and "shot.png" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_photo_does_not_stop_the_others(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "c.jpg"):
+        (photos / name).write_bytes(PHOTO.read_bytes())
+    (photos / "b.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(photos), "-o", str(out), "--max-pixels", "10000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "1 of 3 photos failed" in err[0] and "b.jpg" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a.exr", "c.exr"]
 
 
 @pytest.mark.parametrize(
@@ -83,7 +115,8 @@ def test_reconstruct_folder(tmp_path, capsys):
         ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "0", "1.5"], "whole steps"),
         ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "1", "2"], "must hold 0"),
         ([str(PHOTO), "-o", "{d}/exists.exr"], "--force"),
-        ([str(PHOTO), str(PHOTO), "-o", "{d}/o.exr"], "output folder"),
+        ([str(PHOTO), str(PHOTO), "-o", "{d}/o.exr"], "same name"),
+        ([str(PHOTO), "{d}/copy.jpg", "-o", "{d}/no/such"], "-o (several inputs)"),
         ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/no/such"], "stack-dir"),
         ([str(PHOTO), "-o", "{d}/o.exr", "--stack-dir", "{d}/exists.exr"], "stack-dir"),
         (["{d}/bad.safetensors", "-o", "{d}/o.exr"], "not a readable image"),
@@ -92,6 +125,7 @@ def test_reconstruct_folder(tmp_path, capsys):
 def test_reconstruct_bad_input(tmp_path, capsys, argv, needle):
     (tmp_path / "exists.exr").write_bytes(b"keep")
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    (tmp_path / "copy.jpg").write_bytes(PHOTO.read_bytes())
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main(["reconstruct", *[a.replace("{d}", str(tmp_path)) for a in argv]])
     err = capsys.readouterr().err.strip().splitlines()

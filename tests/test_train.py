@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from hdrsyn import HdrsynError, write_hdr
 from hdrsyn.data import HELD_OUT, SyntheticStackDataset
@@ -289,3 +289,26 @@ def test_curve_stage_needs_a_curve_estimating_model(hdr_folder):
         config_from_dict(values)
     values["model"]["prior"] = "estimated"
     config_from_dict(values)
+
+
+def test_resuming_a_fine_tune_killed_before_its_first_checkpoint_keeps_its_init(
+    hdr_folder, tmp_path
+):
+    """The run's config.json keeps ``init``, and the resumed run starts from those weights."""
+    first = tmp_path / "first"
+    train(first, config_from_dict(tiny_config(hdr_folder)), progress=False, stop_after=1)
+    weights = _final_weights(first)
+    init = tmp_path / "init.safetensors"
+    save_file(weights, str(init))
+    run = tmp_path / "fine"
+    values = tiny_config(hdr_folder, checkpoint_every=100)
+    (run).mkdir()
+    (run / "config.json").write_text(json.dumps(config_from_dict(values).to_dict()
+                                                | {"init": str(init)}))  # fmt: skip
+    # as a killed run leaves it: config.json, no checkpoint; resume one step
+    train(run, resume=True, progress=False, stop_after=1)
+    assert json.loads((run / "config.json").read_text())["init"] == str(init)
+    resumed = _final_weights(run)
+    changed = [k for k in weights if k.endswith("weight") and "stop_up" in k]
+    # one step at lr 2e-4 from the init stays close to it; a random start would not be
+    assert all((resumed[k] - weights[k]).abs().max() < 0.01 for k in changed)

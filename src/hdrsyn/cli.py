@@ -92,12 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconstruct.add_argument("inputs", nargs="+", metavar="IN", help="photo(s) or a folder")
     reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
-                             help=".exr/.hdr/.pfm for one photo; a folder for several")  # fmt: skip
+                             help=".exr/.hdr/.pfm for one photo; for several, a folder (made "
+                             "if new) that gets NAME.exr per photo; a photo that cannot be "
+                             "read is skipped and the run ends with exit 2 naming it")  # fmt: skip
     reconstruct.add_argument("--model", default="small", help="shipped name or .safetensors")
     reconstruct.add_argument("--evs", nargs="+", type=float, metavar="EV",
                              help="stack exposures (default -3 … 3); must hold 0")  # fmt: skip
     reconstruct.add_argument("--stack-dir", metavar="DIR", help="also write the stack as PNGs")
-    reconstruct.add_argument("--preview", metavar="PNG", help="also write a tone-mapped view")
+    reconstruct.add_argument("--preview", metavar="PNG",
+                             help="also write a tone-mapped view (for several photos: a "
+                             "folder, made if new, of NAME.png)")  # fmt: skip
     reconstruct.add_argument("--max-pixels", type=POSITIVE_INT, metavar="N",
                              help="the networks run on a copy of at most N pixels "
                              "(default 262144 = 512²)")  # fmt: skip
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "reconstruct":
-            commands.reconstruct_files(
+            written = commands.reconstruct_files(
                 args.inputs,
                 args.output,
                 model=args.model,
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.force,
                 key=args.key,
             )
+            print("\n".join(commands.describe_written(written)))
         elif args.command == "merge":
             commands.merge_files(
                 args.images,
@@ -286,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hdrsyn: interrupted", file=sys.stderr)
         return 130
-    if args.command != "train":
+    if args.command not in ("train", "reconstruct"):
         print(f"wrote {args.output}")
     return 0
 

@@ -180,11 +180,14 @@ def reconstruct_files(
     key: float = 0.18,
 ) -> list[Path]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
-    writes ``output/<name>.exr`` for each image, with a progress bar. ``curve``: see
-    :func:`hdrsyn.reconstruct.reconstruct` (``"auto"`` decides per file).
+    writes ``output/<name>.exr`` for each image (``output`` and ``preview`` are then folders,
+    made if they are new ones inside existing writable folders), with a progress bar.
+    ``curve``: see :func:`hdrsyn.reconstruct.reconstruct` (``"auto"`` decides per file).
+    Every output is checked before any work. A photo that cannot be read does not stop the
+    others: the run ends with an error naming every photo that failed.
 
     Returns:
-        the HDR files written.
+        the files written by kind: ``{"HDR image": [...], "preview": [...], "exposure": [...]}``.
     """
     from hdrsyn.camera import DEFAULT_EVS
     from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, curve_for, load_model, reconstruct
@@ -192,45 +195,91 @@ def reconstruct_files(
     photos = _photos(inputs)
     output = Path(output)
     single = len(photos) == 1 and not Path(inputs[0]).is_dir()
+    folders = []  # made after every check: a refused run leaves nothing
     if single:
         jobs = [(photos[0], output, Path(preview) if preview else None)]
     else:
-        if not output.is_dir():
-            raise HdrsynError(f"{output}: several inputs need an existing output folder")
-        folder = Path(preview) if preview else None
-        if folder is not None and not folder.is_dir():
-            raise HdrsynError(f"{folder}: several inputs need an existing --preview folder")
-        jobs = [(p, output / f"{p.stem}.exr", folder / f"{p.stem}.png" if folder else None)
+        _distinct_stems(photos)
+        folders.append(_new_or_existing_folder(output, "-o (several inputs)"))
+        shown = Path(preview) if preview else None
+        if shown is not None:
+            folders.append(_new_or_existing_folder(shown, "--preview (several inputs)"))
+        jobs = [(p, output / f"{p.stem}.exr", shown / f"{p.stem}.png" if shown else None)
                 for p in photos]  # fmt: skip
-    stack_folder = Path(stack_dir) if stack_dir is not None else None
-    if stack_folder is not None and not stack_folder.is_dir():
-        parent = stack_folder.parent if str(stack_folder.parent) else Path(".")
-        if stack_folder.exists() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise HdrsynError(f"{stack_folder}: --stack-dir must be a folder, or a new one in an "
-                              "existing writable folder")  # fmt: skip
+    stack_folder = None
+    if stack_dir is not None:
+        stack_folder = _new_or_existing_folder(Path(stack_dir), "--stack-dir")
+        folders.append(stack_folder)
     evs = list(DEFAULT_EVS if evs is None else evs)
     for photo, hdr, shown in jobs:  # refuse before any work
-        check_writable(hdr, overwrite, HDR_SUFFIXES)
+        check_writable(hdr, overwrite, HDR_SUFFIXES, folder_made=hdr.parent in folders)
         if shown is not None:
-            check_writable(shown, overwrite, LDR_SUFFIXES)
-        for ev in evs if stack_folder is not None and stack_folder.is_dir() else []:
-            check_writable(stack_folder / _stack_name(photo, ev), overwrite, (".png",))
+            check_writable(shown, overwrite, LDR_SUFFIXES, folder_made=shown.parent in folders)
+        for ev in evs if stack_folder is not None else []:
+            check_writable(stack_folder / _stack_name(photo, ev), overwrite, (".png",),
+                           folder_made=True)  # fmt: skip
     network = load_model(model)
-    if stack_folder is not None:
-        stack_folder.mkdir(exist_ok=True)  # after every check: a failed run leaves nothing
-    written = []
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+    written: dict[str, list[Path]] = {"HDR image": [], "preview": [], "exposure": []}
+    failed = []
     for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
-        result = reconstruct(read_ldr(photo), network, evs=evs, curve=curve_for(photo, curve),
+        try:
+            image = read_ldr(photo)
+        except HdrsynError as error:
+            if single:
+                raise
+            failed.append(str(error))
+            continue
+        result = reconstruct(image, network, evs=evs, curve=curve_for(photo, curve),
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
         write_hdr(hdr, result.radiance, overwrite=overwrite)
+        written["HDR image"].append(hdr)
         if shown is not None:
             radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)
             write_ldr(shown, _display(radiance, key), overwrite=overwrite)
+            written["preview"].append(shown)
         if stack_folder is not None:
             for ev, image in zip(result.evs, result.stack, strict=True):
                 write_ldr(stack_folder / _stack_name(photo, ev), image, overwrite=overwrite)
-        written.append(hdr)
+                written["exposure"].append(stack_folder / _stack_name(photo, ev))
+    if failed:
+        raise HdrsynError(f"{len(failed)} of {len(jobs)} photos failed, the others were "
+                          f"written: {'; '.join(failed)}")  # fmt: skip
     return written
+
+
+def describe_written(written: dict[str, list[Path]]) -> list[str]:
+    """Lines for the user: each file of a kind with few, else a count per kind and folder."""
+    lines = []
+    for kind, paths in written.items():
+        if len(paths) <= 3:
+            lines += [f"wrote {path}" for path in paths]
+            continue
+        for folder in sorted({p.parent for p in paths}):
+            count = sum(p.parent == folder for p in paths)
+            lines.append(f"wrote {count} {kind}s to {folder}/")
+    return lines
+
+
+def _distinct_stems(photos: list[Path]) -> None:
+    """Outputs are named by the photo's stem: two photos with one stem would overwrite."""
+    seen: dict[str, Path] = {}
+    for photo in photos:
+        other = seen.setdefault(photo.stem, photo)
+        if other is not photo:
+            raise HdrsynError(f"{other} and {photo}: same name, same outputs; rename one")
+
+
+def _new_or_existing_folder(folder: Path, what: str) -> Path:
+    """``folder`` if it is one, or a new one to make inside an existing writable folder."""
+    if folder.is_dir():
+        return folder
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if folder.exists() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise HdrsynError(f"{folder}: {what} must be a folder, or a new one in an existing "
+                          "writable folder")  # fmt: skip
+    return folder
 
 
 def _stack_name(photo: Path, ev: float) -> str:

@@ -34,6 +34,7 @@ HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # little- and big-endian TIFF headers
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
 _EXPOSURE_TIME = 0x829A
@@ -71,7 +72,7 @@ def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda a: a[::-1],
         5: lambda a: a.transpose(1, 0, 2),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, 1)[::-1],
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # Pillow's TRANSVERSE
         8: lambda a: np.rot90(a, 1),
     }
     if orientation not in transforms:
@@ -109,7 +110,8 @@ def read_ldr(path: str | os.PathLike) -> np.ndarray:
         image = np.repeat(image, 3, axis=2)
     else:
         image = image[:, :, ::-1]  # OpenCV decodes to BGR
-    image = _apply_orientation(image, _orientation(data))
+    if not data.startswith(_TIFF_MAGIC):  # OpenCV's TIFF decoder applies it itself
+        image = _apply_orientation(image, _orientation(data))
     return (image.astype(np.float32) / np.float32(scale)).copy()
 
 
@@ -271,10 +273,19 @@ def _check_rgb(path: Path, image: np.ndarray) -> np.ndarray:
 
 
 def check_writable(
-    path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...] | None = None
+    path: str | os.PathLike,
+    overwrite: bool,
+    suffixes: tuple[str, ...] | None = None,
+    *,
+    folder_made: bool = False,
 ) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written (or has the wrong suffix)."""
+    """Fail early, before any work, when ``path`` cannot be written (or has the wrong suffix).
+    ``folder_made``: its folder, if missing, is one the caller checked and will make."""
     path = Path(path)
+    if folder_made and not path.parent.exists():
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise HdrsynError(f"{path}: unsupported file type; use one of {', '.join(suffixes)}")
+        return path
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise HdrsynError(f"{path}: unsupported file type; use one of {', '.join(suffixes)}")
     if path.exists() and not overwrite:

@@ -447,15 +447,17 @@ def train(
         if not (run / "config.json").exists():
             raise HdrsynError(f"{run}: no config.json to resume from")
         config = load_config(run / "config.json")
+        init = json.loads((run / "config.json").read_text()).get("init")  # a fine-tune's start
     elif config is None:
         raise HdrsynError("train: a config is needed for a new run")
     elif _checkpoints(run) and context.main:
         raise HdrsynError(f"{run}: already holds checkpoints; use --resume or another folder")
-    if init is not None and not resume and not Path(init).is_file():
+    start_from_init = init is not None and not (resume and _checkpoints(run))
+    if start_from_init and not Path(init).is_file():
         raise HdrsynError(f"{init}: no such weights file (--init)")  # before making the run
     if context.main:
         run.mkdir(parents=True, exist_ok=True)
-        resolved = config.to_dict() | ({"init": str(init)} if init and not resume else {})
+        resolved = config.to_dict() | ({"init": str(init)} if init is not None else {})
         (run / "config.json").write_text(json.dumps(resolved, indent=2))
 
     torch.manual_seed(config.run.seed)
@@ -467,7 +469,7 @@ def train(
         weight_decay=config.optim.weight_decay,
     )
     step = 0
-    if init is not None and not resume:
+    if start_from_init:  # a new fine-tune, or one killed before its first checkpoint
         _load_init(generator, init)
     if resume and _checkpoints(run):
         step = load_checkpoint(_checkpoints(run)[-1], generator, optimizer)
