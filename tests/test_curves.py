@@ -143,3 +143,16 @@ def test_lookups_have_gradients():
     assert torch.autograd.gradcheck(lambda z: decode(z, g), (image,))
     exposure = decode(image, g).detach().requires_grad_()
     assert torch.autograd.gradcheck(lambda e: encode(e, g), (exposure,), atol=1e-5)
+
+
+def test_black_is_read_at_the_floor_and_white_at_its_least():
+    """Level 0 at G_FLOOR below mid-grey (what black pixels of the training views hold, in the
+    median, lies below it); level 255 at 254.5, the least a clipped pixel holds."""
+    from hdrsyn.curves import G_FLOOR, MID_LEVEL
+
+    for kind in ("srgb", "hable"):
+        curve = ResponseCurve(kind, white=8.0) if kind == "hable" else ResponseCurve(kind)
+        g = curve.log_inverse()
+        assert g[0] == pytest.approx(g[MID_LEVEL] + G_FLOOR)
+        assert g[1] > g[0] + 2  # level 1 is read where it is, far above the floor
+        assert g[255] == pytest.approx(np.log(curve.inverse(np.array([254.5 / 255]))[0]))
