@@ -36,12 +36,21 @@ def test_radiance_hdr_round_trip(tmp_path, radiance):
     assert np.all(np.abs(back - radiance) <= largest / 128)
 
 
-def test_hdr_channel_order_against_opencv(tmp_path, radiance):
-    path = tmp_path / "image.hdr"
-    write_hdr(path, radiance)
-    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_allclose(bgr[:, :, ::-1], read_hdr(path))
-    assert bgr[:, :, 2].mean() == pytest.approx(read_hdr(path)[:, :, 0].mean())
+def test_hdr_channel_order_from_a_hand_written_rgbe_file(tmp_path):
+    """A Radiance file written byte by byte here (Ward's RGBE: value = mantissa · 2^(E − 136)),
+    two pixels: pure red 1.0, pure blue 0.5. Read as RGB, red comes first; written back, the
+    bytes decode the same way."""
+    header = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 2\n"
+    pixels = bytes([128, 0, 0, 129, 0, 0, 128, 128])  # (R, G, B, E) × 2, flat: width < 8
+    (tmp_path / "hand.hdr").write_bytes(header + pixels)
+    image = read_hdr(tmp_path / "hand.hdr")
+    np.testing.assert_allclose(image[0], [[1.0, 0, 0], [0, 0, 0.5]], rtol=0.01, atol=1e-6)
+    write_hdr(tmp_path / "back.hdr", image)
+    data = (tmp_path / "back.hdr").read_bytes()
+    body = data[data.index(b"+X 2\n") + 5 :]
+    rgbe = np.frombuffer(body, np.uint8).reshape(2, 4).astype(float)
+    decoded = rgbe[:, :3] * 2.0 ** (rgbe[:, 3:] - 136)
+    np.testing.assert_allclose(decoded, image[0], rtol=0.01, atol=1e-6)
 
 
 def test_reads_half_float_exr():

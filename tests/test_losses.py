@@ -158,6 +158,15 @@ def test_cobi_gradient():
     assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
 
 
+def test_gradcheck_cobi():
+    """CoBi on RGB patches, in float64: its gradient is the derivative of the loss."""
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    prediction = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    loss = CoBiLoss(patch=3, max_points=64)
+    assert torch.autograd.gradcheck(lambda p: loss(p, target), (prediction,), atol=1e-5)
+
+
 def test_cobi_chunking_does_not_change_result():
     torch.manual_seed(0)
     a, b = torch.rand(2, 3, 20, 20), torch.rand(2, 3, 20, 20)

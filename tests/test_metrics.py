@@ -81,6 +81,14 @@ def test_pu21_encoding_by_formula():
     assert np.all(np.diff(ours[1:-1]) > 0)
 
 
+def test_pu21_range_matches_a_second_implementation():
+    """The encoded range FFmpeg's pu21 filter lists for banding + glare (p_min, p_max), typed
+    there independently of the coefficients: PU21(0.005) = 5.4705e-10, PU21(10000) =
+    595.3939 (to its printed digits)."""
+    ends = pu21_encode(torch.tensor([0.005, 10000.0], dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(ends, [5.4705e-10, 595.3939], rtol=2e-5)
+
+
 def test_hdr_measures_by_hand():
     reference = torch.ones(1, 3, 16, 16)
     reference[..., :8] = 0.01
