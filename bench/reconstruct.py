@@ -3,11 +3,13 @@
     python bench/reconstruct.py                       # small (shipped weights) and paper
     python bench/reconstruct.py --presets small --sizes 1
 
-Input: the bundled example photo resized to 1 MP (1152 × 864) and 12 MP (4000 × 3000). The
-`paper` preset runs with random weights (none are shipped): its time is what matters. Each case
-runs in a fresh child process (so its peak memory is its own); the reference in every run is
-the time of the plain Debevec merge of a 7-image stack of the same size (`merge_exposures` on
-uint8), and the ratio to it is printed.
+Input: the bundled example photo resized to 1 MP (1152 × 864) and 12 MP (4000 × 3000) and
+rounded to 8 bits, as a JPEG or PNG photo is. `small` takes the curve as sRGB (what JPEGs and
+arrays get), `small-edges` measures it from the colour edges first (what lossless files get).
+The `paper` preset runs with random weights (none are shipped): its time is what matters. Each
+case runs in a fresh child process (so its peak memory is its own); the reference in every run
+is OpenCV's Debevec calibration and merge (`CalibrateDebevec` + `MergeDebevec`) of a 7-image
+8-bit stack of the same size, and the ratio to it is printed; `merge` is ours on that stack.
 """
 
 from __future__ import annotations
@@ -35,16 +37,25 @@ def child(preset: str, megapixels: int) -> None:
 
     width, height = SIZES[megapixels]
     photo = cv2.resize(read_ldr(PHOTO), (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    if preset == "merge":
-        stack = torch.from_numpy(np.round(np.stack([photo] * 7) * 255).astype(np.uint8))
-        stack = stack.permute(0, 3, 1, 2).contiguous()
+    photo = (np.round(photo * 255) / 255).astype(np.float32)  # 8-bit levels, as read from a file
+    exposures = [np.round(np.clip(photo * 2.0**ev, 0, 1) * 255).astype(np.uint8)
+                 for ev in range(-3, 4)]  # fmt: skip
+    if preset == "opencv":
+        images = [np.ascontiguousarray(x[..., ::-1]) for x in exposures]
+        times = (2.0 ** np.arange(-3.0, 4.0)).astype(np.float32)
+        start = time.perf_counter()
+        response = cv2.createCalibrateDebevec().process(images, times)
+        cv2.createMergeDebevec().process(images, times, response)
+    elif preset == "merge":
+        stack = torch.from_numpy(np.stack(exposures)).permute(0, 3, 1, 2).contiguous()
         start = time.perf_counter()
         merge_exposures(stack, np.arange(-3.0, 4.0))
     else:
         torch.manual_seed(0)
-        model = load_model("small") if preset == "small" else HDRSynthesizer(PRESETS[preset]).eval()
+        name = preset.removesuffix("-edges")
+        model = load_model("small") if name == "small" else HDRSynthesizer(PRESETS[name]).eval()
         start = time.perf_counter()
-        reconstruct(photo, model)
+        reconstruct(photo, model, curve="edges" if preset.endswith("-edges") else "srgb")
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_mb": peak}))
@@ -52,7 +63,7 @@ def child(preset: str, megapixels: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["small", "paper"])
+    parser.add_argument("--presets", nargs="+", default=["small", "small-edges", "paper"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 12], choices=sorted(SIZES))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -60,18 +71,18 @@ def main() -> None:
         child(args.child[0], int(args.child[1]))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print("| size | model | time (s) | ratio to a 7-image merge | peak RSS (MB) |")
+    print("| size | case | time (s) | ratio to OpenCV's 7-image merge | peak RSS (MB) |")
     print("|---|---|---|---|---|")
     for megapixels in args.sizes:
         results = {}
-        for case in ["merge", *args.presets]:
+        for case in ["opencv", "merge", *args.presets]:
             output = subprocess.run(
                 [sys.executable, __file__, "--child", case, str(megapixels)],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
             results[case] = json.loads(output.strip().splitlines()[-1])
         for case, result in results.items():
-            ratio = result["seconds"] / results["merge"]["seconds"]
+            ratio = result["seconds"] / results["opencv"]["seconds"]
             print(f"| {megapixels} MP | {case} | {result['seconds']:.1f} | {ratio:.1f} | "
                   f"{result['peak_mb']:.0f} |")  # fmt: skip
 

@@ -191,3 +191,22 @@ def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():
     with pytest.raises(HdrsynError, match="cannot make further steps"):
         reconstruct(photo, model, evs=(-4, -3, -2, -1, 0))
     assert reconstruct(photo, model, evs=(-3, -2, -1, 0, 1)).evs == [-3, -2, -1, 0, 1]
+
+
+def test_8_bit_photos_take_the_per_level_prior_with_the_same_result(model, monkeypatch):
+    """Large 8-bit photos re-expose through a 256-entry table per EV instead of decoding and
+    encoding every pixel (issue 14); the radiance is the same within 1e-3 in log."""
+    import importlib
+
+    module = importlib.import_module("hdrsyn.reconstruct")  # the package exports a function
+    photo = read_ldr(PHOTO)
+    fast = reconstruct(photo, model, max_pixels=100 * 100)
+    assert module._levels_of(torch.from_numpy(photo)) is not None
+    monkeypatch.setattr(module, "_levels_of", lambda image: None)
+    direct = reconstruct(photo, model, max_pixels=100 * 100)
+    log_ratio = np.log(fast.radiance) - np.log(direct.radiance)
+    assert np.abs(log_ratio).max() < 1e-3
+    np.testing.assert_allclose(fast.stack, direct.stack, atol=1e-5)
+    monkeypatch.undo()
+    noisy = (photo + 1e-4).astype(np.float32)  # not 8-bit levels: the direct path
+    assert module._levels_of(torch.from_numpy(noisy)) is None

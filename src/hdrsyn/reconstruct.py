@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import nn
+from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS
@@ -97,6 +97,17 @@ class Reconstruction:
     # estimate (curve="estimated") or the one given (curve="srgb"); None without a curve net
 
 
+_LEVEL_VALUES = torch.arange(256) / 255.0
+
+
+def _levels_of(image: Tensor) -> Tensor | None:
+    """The 8-bit levels of ``image`` (int32, same shape) if every value is one, else None."""
+    levels = (image * 255).round_()
+    if not torch.equal(levels / 255, image):
+        return None
+    return levels.to(torch.int32)
+
+
 @torch.no_grad()
 def reconstruct(
     photo: np.ndarray | str | os.PathLike,
@@ -162,11 +173,17 @@ def reconstruct(
         # what the networks added to the physical prior, upsampled, on the full-size prior
         prior, curve = model.config.prior, generated.inverse_crf
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
+        levels = _levels_of(image)
         for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
             stops = image.new_tensor([ev])
             shift = image_logit(generated.stack[:, index]) - prior_logit(small, stops, prior, curve)
             shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
-            stack[:, index] = torch.sigmoid(prior_logit(image, stops, prior, curve) + shift)
+            if levels is None:
+                full = prior_logit(image, stops, prior, curve)
+            else:  # an 8-bit photo: the prior is a function of the level, one table per EV
+                values = _LEVEL_VALUES.to(image).expand(1, 3, 1, 256)  # one curve for R, G, B
+                full = prior_logit(values, stops, prior, curve)[0, 0, 0][levels]
+            stack[:, index] = torch.sigmoid(full.add_(shift))
         stack[:, evs_sorted.index(0.0)] = image
     else:
         stack = generated.stack
