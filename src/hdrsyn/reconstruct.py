@@ -175,6 +175,9 @@ def reconstruct(
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
         levels = _levels_of(image)
         for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
+            if ev == 0:
+                stack[:, index] = image  # the photo itself
+                continue
             stops = image.new_tensor([ev])
             shift = image_logit(generated.stack[:, index]) - prior_logit(small, stops, prior, curve)
             shift = nn.functional.interpolate(shift, size=(height, width), mode="bilinear")
@@ -184,7 +187,6 @@ def reconstruct(
                 values = _LEVEL_VALUES.to(image).expand(1, 3, 1, 256)  # one curve for R, G, B
                 full = prior_logit(values, stops, prior, curve)[0, 0, 0][levels]
             stack[:, index] = torch.sigmoid(full.add_(shift))
-        stack[:, evs_sorted.index(0.0)] = image
     else:
         stack = generated.stack
     radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
