@@ -12,8 +12,9 @@ import argparse
 import numpy as np
 import torch
 
+from hdrsyn.baselines import linearised
 from hdrsyn.data import SyntheticStackDataset
-from hdrsyn.metrics import hdr_psnr, linearised_input
+from hdrsyn.metrics import hdr_psnr
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
             photo, reference = sample["input"][None], sample["radiance"][None]
             levels = torch.round(photo * 255).long()
             linear = torch.exp(sample["inverse_crf"][0][levels])  # the camera's own inverse
-            srgb.append(hdr_psnr(linearised_input(photo), reference, photo).item())
+            srgb.append(hdr_psnr(linearised(photo), reference, photo).item())
             true.append(hdr_psnr(linear, reference, photo).item())
             clipped.append((photo >= 254 / 255).any(dim=1).float().mean().item())
         print(f"| {curves} | {np.mean(srgb):.2f} | {np.mean(true):.2f} | {np.mean(clipped):.1%} |")

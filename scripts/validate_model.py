@@ -10,8 +10,9 @@ import argparse
 import torch
 
 from hdrsyn import load_model, merge_exposures
+from hdrsyn.baselines import linearised
 from hdrsyn.data import SyntheticStackDataset
-from hdrsyn.metrics import hdr_psnr, linearised_input
+from hdrsyn.metrics import hdr_psnr
 from hdrsyn.train import validate
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     for index in range(len(views)):
         sample = views[index]
         photo, reference = sample["input"][None], sample["radiance"][None]
-        baseline.append(hdr_psnr(linearised_input(photo), reference, photo)[0])
+        baseline.append(hdr_psnr(linearised(photo), reference, photo)[0])
         merged, _ = merge_exposures(sample["stack"], sample["evs"])
         oracle.append(hdr_psnr(merged[None], reference, photo)[0])
     print(f"| linearised photo (baseline) | — | {torch.stack(baseline).mean():.2f} |")

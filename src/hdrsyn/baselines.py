@@ -37,6 +37,8 @@ def _with_luminance(linear: Tensor, old: Tensor, new: Tensor) -> Tensor:
 
 
 def linearised(photo: Tensor) -> Tensor:
+    """The linearised photo: inverse sRGB (the scale is fixed later by alignment); the
+    baseline every evaluation and validation compares against."""
     return srgb_decode(photo)
 
 

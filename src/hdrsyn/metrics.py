@@ -19,7 +19,7 @@ from pytorch_msssim import ms_ssim as _ms_ssim
 from pytorch_msssim import ssim as _ssim
 from torch import Tensor
 
-from hdrsyn.tonemap import luminance, srgb_decode
+from hdrsyn.tonemap import luminance
 
 # PU21 "banding + glare" encoding, Mantiuk & Azimi 2021, Table 1 (the authors' recommended set)
 PU21_PARAMETERS = (
@@ -195,8 +195,3 @@ def hdr_metrics(prediction: Tensor, reference: Tensor, photo: Tensor) -> dict[st
 def hdr_psnr(prediction: Tensor, reference: Tensor, photo: Tensor) -> Tensor:
     """PU21-PSNR under the protocol: the validation score of training."""
     return pu21_psnr(protocol_align(prediction, reference, photo), reference)
-
-
-def linearised_input(photo: Tensor) -> Tensor:
-    """The naive baseline: inverse sRGB of the photo (scale fixed later by alignment)."""
-    return srgb_decode(photo)

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from hdrsyn.baselines import linearised
 from hdrsyn.curves import curve_rmse
 from hdrsyn.data import SyntheticStackDataset
 from hdrsyn.edges import canny_edges
@@ -45,7 +46,7 @@ from hdrsyn.losses import (
     l1_loss,
     mu_law_loss,
 )
-from hdrsyn.metrics import hdr_psnr, linearised_input, psnr, well_exposed
+from hdrsyn.metrics import hdr_psnr, psnr, well_exposed
 from hdrsyn.models import PRESETS, ModelConfig, StackGenerator
 from hdrsyn.models.stacknet import merge_stack, pad_to
 
@@ -638,7 +639,7 @@ def validate(generator: StackGenerator, dataset, device, run: Path | None = None
         scores["stack_psnr"].append(psnr(stack[others], target[others]).mean())
         reference = sample["radiance"][None]
         scores["hdr_psnr"].append(hdr_psnr(radiance, reference, photo.cpu())[0])
-        linear = linearised_input(photo.cpu())
+        linear = linearised(photo.cpu())
         scores["linearised_hdr_psnr"].append(hdr_psnr(linear, reference, photo.cpu())[0])
         if generated.inverse_crf is not None:
             error = curve_rmse(generated.inverse_crf.float().cpu()[0], sample["inverse_crf"][0])
