@@ -131,6 +131,11 @@ def hdr_files(source, exclude=()) -> list[Path]:
 # clean inputs of the same views at step 1000).
 NOISE_SHARE = 0.5
 JPEG_SHARE = 0.5
+# Sensor noise σ = shot·√x + read on the linear exposure x ∈ [0, 1] (the Poisson–Gaussian model
+# of Foi et al., IEEE TIP 2008); the ranges are this project's choice (docs/data.md).
+SHOT_NOISE = (0.0, 0.01)
+READ_NOISE = (0.0, 0.002)
+JPEG_QUALITY = (70, 98)  # inclusive range of JPEG qualities (docs/data.md)
 
 
 def quantise(display: np.ndarray) -> np.ndarray:
@@ -250,12 +255,12 @@ class SyntheticStackDataset(Dataset):
     def _degrade(self, radiance: np.ndarray, curve: ResponseCurve, rng) -> np.ndarray:
         exposure = radiance
         if self.noise and rng.random() < NOISE_SHARE:
-            shot, read = rng.uniform(0, 0.01), rng.uniform(0, 0.002)
+            shot, read = rng.uniform(*SHOT_NOISE), rng.uniform(*READ_NOISE)
             sigma = shot * np.sqrt(np.clip(exposure, 0, 1)) + read
             exposure = exposure + sigma * rng.standard_normal(exposure.shape).astype(np.float32)
         photo = quantise(curve(exposure))
         if self.jpeg and rng.random() < JPEG_SHARE:
-            quality = int(rng.integers(70, 99))
+            quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
             pixels = cv2.cvtColor(np.round(photo * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
             _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
             decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # OpenCV's JPEG codec is BGR

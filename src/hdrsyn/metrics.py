@@ -59,7 +59,9 @@ def ms_ssim(prediction: Tensor, target: Tensor, peak: float = 1.0) -> Tensor:
     return _ms_ssim(prediction, target, data_range=peak, size_average=False)
 
 
-def well_exposed(photo: Tensor, low: float = 0.05, high: float = 0.95) -> Tensor:
+def well_exposed(
+    photo: Tensor, low: float = ALIGN_RANGE[0], high: float = ALIGN_RANGE[1]
+) -> Tensor:
     """Mask (B, 1, H, W) of pixels of (B, 3, H, W) photos neither dark nor clipped anywhere."""
     return ((photo > low) & (photo < high)).all(dim=1, keepdim=True)
 
