@@ -185,3 +185,41 @@ def test_exif_orientation_matches_pillow(tmp_path, orientation):
         with Image.open(path) as opened:
             expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
         np.testing.assert_array_equal(read_ldr(path), expected / np.float32(255))
+
+
+def _log_luminance(image: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(image @ np.array([0.2126, 0.7152, 0.0722]), 1e-6))
+
+
+def test_ultrahdr_jpeg_round_trip_keeps_radiance_and_headroom(tmp_path):
+    """An Ultra HDR JPEG: libultrahdr recognises it, any JPEG reader opens its SDR base at full
+    size, and decoding it gives the radiance back (up to one scale) with highlights above SDR
+    white, capped at ``max_boost`` stops."""
+    import imagecodecs
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    radiance = np.exp(rng.normal(0, 1.5, (96, 128, 3))).astype(np.float32)
+    write_hdr(tmp_path / "hdr.jpg", radiance)
+    data = (tmp_path / "hdr.jpg").read_bytes()
+    assert imagecodecs.ultrahdr_check(data)
+    with Image.open(tmp_path / "hdr.jpg") as base:
+        assert base.size == (128, 96) and base.format in ("JPEG", "MPO")  # MPO: JPEG + gain map
+        base.load()
+    decoded = read_hdr(tmp_path / "hdr.jpg")
+    assert decoded.shape == radiance.shape and decoded.dtype == np.float32
+    difference = _log_luminance(decoded) - _log_luminance(radiance)
+    below_cap = _log_luminance(radiance) < np.quantile(_log_luminance(radiance), 0.9)
+    difference = difference[below_cap]
+    assert np.sqrt(np.mean((difference - np.median(difference)) ** 2)) < 0.15
+    assert decoded.max() > 4  # headroom: up to 8× SDR white by default
+    write_hdr(tmp_path / "low.jpg", radiance, max_boost=1.0)
+    assert read_hdr(tmp_path / "low.jpg").max() < 2.5  # capped near 2× SDR white
+
+
+def test_a_plain_jpeg_is_not_hdr(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "plain.jpg")
+    with pytest.raises(HdrsynError, match="not an Ultra HDR JPEG"):
+        read_hdr(tmp_path / "plain.jpg")

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconstruct.add_argument("inputs", nargs="+", metavar="IN", help="photo(s) or a folder")
     reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
-                             help=".exr/.hdr/.pfm for one photo; for several, a folder (made "
+                             help=".exr/.hdr/.pfm, or .jpg for an Ultra HDR JPEG, for one "
+                             "photo; for several, a folder (made "
                              "if new) that gets NAME.exr per photo; a photo that cannot be "
                              "read is skipped and the run ends with exit 2 naming it")  # fmt: skip
     reconstruct.add_argument("--model", default="small", help="shipped name or .safetensors")
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
+    reconstruct.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
+                             help="Ultra HDR JPEG output: headroom above SDR white in stops "
+                             "(default 3)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -125,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("images", nargs="+", metavar="IMG", help="LDR photos (PNG/JPEG/TIFF)")
     merge.add_argument("--ev", nargs="+", type=float, metavar="EV", help="exposure of each image")
-    merge.add_argument("-o", "--output", required=True, metavar="OUT", help=".exr, .hdr or .pfm")
+    merge.add_argument("-o", "--output", required=True, metavar="OUT",
+                       help=".exr, .hdr, .pfm, or .jpg for an Ultra HDR JPEG")  # fmt: skip
+    merge.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
+                       help="Ultra HDR JPEG output: headroom above SDR white in stops "
+                       "(default 3)")  # fmt: skip
     merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
     merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")
     merge.add_argument("--smoothness", type=NON_NEGATIVE, default=10.0,
@@ -240,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 curve=args.curve,
                 overwrite=args.force,
                 key=args.key,
+                max_boost=args.max_boost,
             )
             print("\n".join(commands.describe_written(written)))
         elif args.command == "merge":
@@ -252,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.force,
                 smoothness=args.smoothness,
                 key=args.key,
+                max_boost=args.max_boost,
             )
         elif args.command == "tonemap":
             commands.tonemap_file(

@@ -14,8 +14,9 @@ from tqdm import tqdm
 from hdrsyn.camera import DEFAULT_SMOOTHNESS, merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import (
-    HDR_SUFFIXES,
+    HDR_OUTPUT_SUFFIXES,
     LDR_SUFFIXES,
+    MAX_BOOST,
     check_writable,
     exif_evs,
     read_hdr,
@@ -38,12 +39,14 @@ def merge_files(
     overwrite: bool = False,
     smoothness: float = DEFAULT_SMOOTHNESS,
     key: float = 0.18,
+    max_boost: float = MAX_BOOST,
 ) -> np.ndarray:
     """Merge a bracketed stack of photographs into an HDR file (Debevec–Malik via our layer).
 
     Args:
         images: two or more LDR files of the same size.
-        output: ``.exr``, ``.hdr`` or ``.pfm`` path.
+        output: ``.exr``, ``.hdr`` or ``.pfm`` path, or ``.jpg`` for an Ultra HDR JPEG
+            (headroom ``max_boost`` stops; :func:`hdrsyn.io.write_hdr`).
         evs: exposure of each image in stops; default from EXIF (exposure time, f-number, ISO),
             relative to the middle exposure.
         preview: optional PNG/JPEG path for a Reinhard-tone-mapped view.
@@ -53,7 +56,7 @@ def merge_files(
         the radiance, ``(H, W, 3)`` float32.
     """
     paths = [Path(image) for image in images]
-    check_writable(output, overwrite, HDR_SUFFIXES)
+    check_writable(output, overwrite, HDR_OUTPUT_SUFFIXES)
     if preview is not None:
         check_writable(preview, overwrite, LDR_SUFFIXES)
     if plot_crf is not None:
@@ -77,7 +80,7 @@ def merge_files(
     radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness)
     result = radiance.permute(1, 2, 0).numpy()
 
-    write_hdr(output, result, overwrite=overwrite)
+    write_hdr(output, result, overwrite=overwrite, max_boost=max_boost)
     if preview is not None:
         write_ldr(preview, _display(radiance, key), overwrite=overwrite)
     if plot_crf is not None:
@@ -178,7 +181,8 @@ def reconstruct_files(
     curve: str = "auto",
     overwrite: bool = False,
     key: float = 0.18,
-) -> list[Path]:
+    max_boost: float = MAX_BOOST,
+) -> dict[str, list[Path]]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
     writes ``output/<name>.exr`` for each image (``output`` and ``preview`` are then folders,
     made if they are new ones inside existing writable folders), with a progress bar.
@@ -212,7 +216,7 @@ def reconstruct_files(
         folders.append(stack_folder)
     evs = list(DEFAULT_EVS if evs is None else evs)
     for photo, hdr, shown in jobs:  # refuse before any work
-        check_writable(hdr, overwrite, HDR_SUFFIXES, folder_made=hdr.parent in folders)
+        check_writable(hdr, overwrite, HDR_OUTPUT_SUFFIXES, folder_made=hdr.parent in folders)
         if shown is not None:
             check_writable(shown, overwrite, LDR_SUFFIXES, folder_made=shown.parent in folders)
         for ev in evs if stack_folder is not None else []:
@@ -233,7 +237,7 @@ def reconstruct_files(
             continue
         result = reconstruct(image, network, evs=evs, curve=curve_for(photo, curve),
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
-        write_hdr(hdr, result.radiance, overwrite=overwrite)
+        write_hdr(hdr, result.radiance, overwrite=overwrite, max_boost=max_boost)
         written["HDR image"].append(hdr)
         if shown is not None:
             radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)

@@ -29,6 +29,10 @@ from hdrsyn.errors import HdrsynError
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
+ULTRAHDR_SUFFIXES = (".jpg", ".jpeg")  # HDR outputs (and inputs) as Ultra HDR JPEGs
+HDR_OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES
+MAX_BOOST = 3.0  # stops above SDR white an Ultra HDR JPEG keeps by default (8×)
+_SDR_KEY = 0.18  # Ultra HDR scale: the log-average luminance lands at 18 % of SDR white
 
 # EXIF tags (CIPA DC-008): Orientation in IFD0, the rest in the Exif sub-IFD.
 _UMASK = os.umask(0)
@@ -167,17 +171,21 @@ def _positive_or(value, default: float) -> float:
 
 
 def read_hdr(path: str | os.PathLike) -> np.ndarray:
-    """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map.
+    """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map, or an Ultra HDR JPEG (its
+    base image and gain map decoded to linear radiance by libultrahdr, via imagecodecs).
 
     Returns:
         RGB radiance of shape ``(H, W, 3)``, ``float32``, finite; negative values are set to 0.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in HDR_SUFFIXES:
-        raise HdrsynError(f"{path}: unknown HDR format; use one of {', '.join(HDR_SUFFIXES)}")
+    if suffix not in HDR_OUTPUT_SUFFIXES:
+        raise HdrsynError(f"{path}: unknown HDR format; use one of "
+                          f"{', '.join(HDR_OUTPUT_SUFFIXES)}")  # fmt: skip
     data = _read_bytes(path)
-    if suffix == ".exr":
+    if suffix in ULTRAHDR_SUFFIXES:
+        image = _decode_ultrahdr(path, data)
+    elif suffix == ".exr":
         image = _decode_exr(path)
     else:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -192,6 +200,36 @@ def read_hdr(path: str | os.PathLike) -> np.ndarray:
         raise HdrsynError(f"{path}: {bad} pixels are NaN or infinite")
     # Lossy EXR compression (DWA, B44) leaves small negative values: clip them to black.
     return np.maximum(image, 0, out=image)
+
+
+def _decode_ultrahdr(path: Path, data: bytes) -> np.ndarray:
+    import imagecodecs
+
+    if not imagecodecs.ultrahdr_check(data):
+        raise HdrsynError(f"{path}: not an Ultra HDR JPEG (no gain map): an SDR photo, not HDR")
+    try:
+        decoded = imagecodecs.ultrahdr_decode(data, dtype=np.float16)
+    except Exception as error:  # imagecodecs raises its own error types
+        raise HdrsynError(f"{path}: not a readable Ultra HDR JPEG ({error})") from None
+    return decoded[:, :, :3]
+
+
+def _encode_ultrahdr(path: Path, image: np.ndarray, max_boost: float) -> bytes:
+    """Linear radiance → Ultra HDR JPEG: scaled so the log-average luminance is 18 % of SDR
+    white, clipped at ``2^max_boost`` times SDR white, half float RGBA for libultrahdr, which
+    makes the SDR base (its own tone mapping) and the gain map."""
+    import imagecodecs
+
+    if not max_boost > 0:
+        raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
+    luminance = np.maximum(image @ np.array([0.2126, 0.7152, 0.0722], np.float32), 1e-8)
+    scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
+    linear = np.clip(image * scale, 0, 2.0**max_boost)
+    rgba = np.concatenate([linear, np.ones_like(linear[:, :, :1])], axis=2).astype(np.float16)
+    try:
+        return bytes(imagecodecs.ultrahdr_encode(np.ascontiguousarray(rgba), 95))
+    except Exception as error:  # imagecodecs raises its own error types
+        raise HdrsynError(f"{path}: libultrahdr could not encode it ({error})") from None
 
 
 def _decode_exr(path: Path) -> np.ndarray:
@@ -210,21 +248,34 @@ def _decode_exr(path: Path) -> np.ndarray:
 
 
 def write_hdr(
-    path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False, half: bool = False
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    overwrite: bool = False,
+    half: bool = False,
+    max_boost: float = MAX_BOOST,
 ) -> None:
-    """Write an RGB radiance map as OpenEXR (float or ``half``), Radiance ``.hdr`` or PFM.
+    """Write an RGB radiance map as OpenEXR (float or ``half``), Radiance ``.hdr``, PFM, or an
+    Ultra HDR JPEG (``.jpg``/``.jpeg``: an SDR JPEG any viewer shows, plus a gain map that
+    HDR displays use to show highlights up to ``max_boost`` stops above SDR white; the
+    radiance is scaled so its log-average luminance is 18 % of SDR white).
 
     Args:
         image: ``(H, W, 3)`` finite radiance.
         half: store 16-bit floats in OpenEXR (ignored by the other formats).
+        max_boost: Ultra HDR headroom in stops (ignored by the other formats).
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in HDR_SUFFIXES:
-        raise HdrsynError(f"{path}: unknown HDR format; use one of {', '.join(HDR_SUFFIXES)}")
+    if suffix not in HDR_OUTPUT_SUFFIXES:
+        raise HdrsynError(f"{path}: unknown HDR format; use one of "
+                          f"{', '.join(HDR_OUTPUT_SUFFIXES)}")  # fmt: skip
     image = _check_rgb(path, image)
     if not np.isfinite(image).all():
         raise HdrsynError(f"{path}: refusing to write NaN or infinite radiance")
+    if suffix in ULTRAHDR_SUFFIXES:
+        write_bytes(path, _encode_ultrahdr(path, image, max_boost), overwrite=overwrite)
+        return
     if suffix == ".exr":
         pixels = np.ascontiguousarray(image, dtype=np.float16 if half else np.float32)
         header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
