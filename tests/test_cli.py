@@ -221,3 +221,27 @@ def test_merge_and_reconstruct_write_ultrahdr_jpegs_matching_their_exr(tmp_path,
         assert jpeg.max() > 2  # the window keeps its headroom above SDR white
     code, _, err = run(capsys, "tonemap", tmp_path / "merge.jpg", "-o", tmp_path / "tm.png")
     assert code == 0, err
+
+
+def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
+    """Frames shifted by up to 6 pixels, merged with --align, match the tripod merge away from
+    the borders; without --align they do not."""
+    from PIL import Image
+
+    shifts = [(3, -5), (-6, 4), (0, 6), (0, 0), (5, 5), (-4, -2), (2, -6)]  # (dy, dx) per EV
+    frames = []
+    for path, (dy, dx) in zip(STACK, shifts, strict=True):
+        pixels = np.round(read_ldr(path) * 255).astype(np.uint8)
+        moved = np.roll(pixels, (dy, dx), axis=(0, 1))
+        frames.append(tmp_path / f"{path.stem}.png")
+        Image.fromarray(moved).save(frames[-1])
+    evs = ["--ev", *map(str, range(-3, 4))]
+    for name, inputs, extra in (("tripod", STACK, []), ("aligned", frames, ["--align"]),
+                                ("shifted", frames, [])):  # fmt: skip
+        code, _, err = run(capsys, "merge", *inputs, *evs, *extra, "-o", tmp_path / f"{name}.exr")
+        assert code == 0, err
+    tripod, aligned, shifted = (np.log(read_hdr(tmp_path / f"{n}.exr")[10:-10, 10:-10])
+                                for n in ("tripod", "aligned", "shifted"))  # fmt: skip
+    error = np.median(np.abs(aligned - tripod))
+    assert error < 0.02
+    assert np.median(np.abs(shifted - tripod)) > 5 * error

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--ev", nargs="+", type=float, metavar="EV", help="exposure of each image")
     merge.add_argument("-o", "--output", required=True, metavar="OUT",
                        help=".exr, .hdr, .pfm, or .jpg for an Ultra HDR JPEG")  # fmt: skip
+    merge.add_argument("--align", action="store_true",
+                       help="translate handheld brackets onto the middle image first "
+                       "(OpenCV's AlignMTB)")  # fmt: skip
     merge.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
                        help="Ultra HDR JPEG output: headroom above SDR white in stops "
                        "(default 3)")  # fmt: skip
@@ -262,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 smoothness=args.smoothness,
                 key=args.key,
                 max_boost=args.max_boost,
+                align=args.align,
             )
         elif args.command == "tonemap":
             commands.tonemap_file(
