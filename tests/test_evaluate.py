@@ -73,7 +73,7 @@ def test_evaluate_cli_end_to_end(hdr_test_folder, tmp_path, capsys):
             assert np.isfinite(float(row[column])), (row["method"], column)
     assert [r["group"] for r in rows[::6]] == ["srgb", "srgb"]  # view 0 and 1: kind 0 = sRGB
     # through an sRGB camera the linearised photo is nearly the true-curve photo (they differ
-    # only at levels 0 and 255, which the table reads at 0.5 and 254.5)
+    # only at levels 0 and 255, which the table reads at the floor and 254.5)
     by_method = {r["method"]: r for r in rows[:6]}
     assert float(by_method["linearised"]["pu21_psnr"]) > 45
     assert float(by_method["true-curve"]["pu21_psnr"]) > 45
@@ -175,3 +175,23 @@ def test_model_specs_name_the_model_and_the_curve():
     assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "srgb")
     with pytest.raises(HdrsynError, match="NAME=PATH"):
         _model_label("=x@srgb")
+
+
+def test_evaluate_takes_ultrahdr_jpegs_as_references(hdr_test_folder, tmp_path, capsys):
+    """An Ultra HDR JPEG is an HDR reference like an EXR (its radiance decoded by libultrahdr);
+    a plain JPEG among them is not picked up."""
+    from PIL import Image
+
+    from hdrsyn import read_hdr
+
+    folder = tmp_path / "ultra"
+    folder.mkdir()
+    write_hdr(folder / "a.jpg", read_hdr(hdr_test_folder / "a.exr"))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "plain.jpg")
+    report = tmp_path / "report"
+    argv = ["evaluate", "--data", str(folder), "-o", str(report), "--views", "1", "--size", "48",
+            "--baselines", "linearised"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    rows = read_rows(report / "results.csv")
+    assert {r["source"] for r in rows} == {"a.jpg"}
+    assert all(np.isfinite(float(r["pu21_psnr"])) for r in rows)

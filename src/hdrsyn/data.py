@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from hdrsyn.camera import DEFAULT_EVS, merge_exposures, solve_inverse_crf
 from hdrsyn.curves import CURVE_FAMILIES, MID_GREY_DISPLAY, ResponseCurve, sample_curve
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, read_hdr, read_ldr
+from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, is_hdr_file, read_hdr, read_ldr
 from hdrsyn.tonemap import REC709_LUMA
 
 LUMA = np.array(REC709_LUMA, np.float32)
@@ -111,14 +111,15 @@ def hdr_files(source, exclude=()) -> list[Path]:
         if not path.exists():
             raise HdrsynError(f"{path}: no such file or folder")
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in HDR_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if is_hdr_file(p))
             if not found:
-                raise HdrsynError(f"{path}: no .exr, .hdr or .pfm files")
+                raise HdrsynError(f"{path}: no .exr, .hdr, .pfm or Ultra HDR .jpg files")
             files += found
-        elif path.is_file() and path.suffix.lower() in HDR_SUFFIXES:
+        elif path.is_file() and is_hdr_file(path):
             files.append(path)
         else:
-            raise HdrsynError(f"{path}: not an HDR image (.exr, .hdr, .pfm) or a folder of them")
+            raise HdrsynError(f"{path}: not an HDR image (.exr, .hdr, .pfm, Ultra HDR .jpg) "
+                              "or a folder of them")  # fmt: skip
     files = [p for p in files if not _matches(p, exclude)]
     if not files:
         raise HdrsynError(f"{', '.join(map(str, items))}: no HDR images left after excluding")

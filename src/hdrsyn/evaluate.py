@@ -34,7 +34,7 @@ from hdrsyn.camera import merge_exposures
 from hdrsyn.curves import curve_rmse, decode, srgb_log_inverse
 from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import HDR_SUFFIXES, write_bytes, write_ldr
+from hdrsyn.io import is_hdr_file, write_bytes, write_ldr
 from hdrsyn.metrics import (
     alignment_mask,
     display_referred,
@@ -70,8 +70,8 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
 
     def has_hdr(path: Path) -> bool:
         if path.is_file():
-            return path.suffix.lower() in HDR_SUFFIXES
-        return any(p.suffix.lower() in HDR_SUFFIXES for p in path.iterdir())
+            return is_hdr_file(path)
+        return any(is_hdr_file(p) for p in path.iterdir())
 
     if all(has_hdr(p) for p in paths):
         return SyntheticStackDataset(

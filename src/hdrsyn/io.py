@@ -170,6 +170,20 @@ def _positive_or(value, default: float) -> float:
     return number if number > 0 and math.isfinite(number) else default
 
 
+def is_hdr_file(path: str | os.PathLike) -> bool:
+    """An OpenEXR, Radiance or PFM file by its suffix, or a JPEG that holds an Ultra HDR gain
+    map (its bytes are checked: a plain JPEG is a photo, not HDR)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in HDR_SUFFIXES:
+        return True
+    if suffix not in ULTRAHDR_SUFFIXES or not path.is_file():
+        return False
+    import imagecodecs
+
+    return bool(imagecodecs.ultrahdr_check(path.read_bytes()))
+
+
 def read_hdr(path: str | os.PathLike) -> np.ndarray:
     """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map, or an Ultra HDR JPEG (its
     base image and gain map decoded to linear radiance by libultrahdr, via imagecodecs).
