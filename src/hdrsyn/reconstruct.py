@@ -101,11 +101,15 @@ _LEVEL_VALUES = torch.arange(256) / 255.0
 
 
 def _levels_of(image: Tensor) -> Tensor | None:
-    """The 8-bit levels of ``image`` (int32, same shape) if every value is one, else None."""
-    levels = (image * 255).round_()
-    if not torch.equal(levels / 255, image):
-        return None
-    return levels.to(torch.int32)
+    """The 8-bit levels of ``image`` (B, 3, H, W) as uint8 if every value is one, else None
+    (one channel at a time: the float copies stay a third of the image)."""
+    levels = torch.empty(image.shape, dtype=torch.uint8, device=image.device)
+    for channel in range(image.shape[1]):
+        scaled = (image[:, channel] * 255).round_()
+        if not torch.equal(scaled / 255, image[:, channel]):
+            return None
+        levels[:, channel] = scaled
+    return levels
 
 
 @torch.no_grad()
@@ -173,7 +177,7 @@ def reconstruct(
         # what the networks added to the physical prior, upsampled, on the full-size prior
         prior, curve = model.config.prior, generated.inverse_crf
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
-        levels = _levels_of(image)
+        levels, shift, full = _levels_of(image), None, None
         for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
             if ev == 0:
                 stack[:, index] = image  # the photo itself
@@ -185,8 +189,12 @@ def reconstruct(
                 full = prior_logit(image, stops, prior, curve)
             else:  # an 8-bit photo: the prior is a function of the level, one table per EV
                 values = _LEVEL_VALUES.to(image).expand(1, 3, 1, 256)  # one curve for R, G, B
-                full = prior_logit(values, stops, prior, curve)[0, 0, 0][levels]
+                table = prior_logit(values, stops, prior, curve)[0, 0, 0]
+                full = torch.empty_like(shift)
+                for channel in range(3):
+                    full[:, channel] = table[levels[:, channel].int()]
             stack[:, index] = torch.sigmoid(full.add_(shift))
+        del levels, shift, full  # before the merge, the peak of memory
     else:
         stack = generated.stack
     radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
