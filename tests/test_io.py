@@ -223,3 +223,35 @@ def test_a_plain_jpeg_is_not_hdr(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "plain.jpg")
     with pytest.raises(HdrsynError, match="not an Ultra HDR JPEG"):
         read_hdr(tmp_path / "plain.jpg")
+
+
+def test_hdr_avif_is_10_bit_bt2100_pq_and_round_trips(tmp_path):
+    """.avif: 10-bit, CICP 9/16/9 (BT.2020 primaries, SMPTE ST 2084 PQ, BT.2020 matrix) in its
+    colour box, SDR white at 203 cd/m² (BT.2408); decoding gives the radiance back up to one
+    scale, with the headroom (up to ``max_boost`` stops above SDR white); an SDR AVIF is
+    refused as not HDR."""
+    import imagecodecs
+
+    from hdrsyn.io import SDR_WHITE_NITS, _pq_decode, _pq_encode, avif_cicp
+
+    # PQ by its published anchors: 10 000 cd/m² is 1, 100 cd/m² is 0.508 (ST 2084 tables)
+    np.testing.assert_allclose(_pq_encode(np.array([10000.0, 100.0])), [1.0, 0.508], atol=1e-3)
+    np.testing.assert_allclose(_pq_decode(_pq_encode(np.array([0.1, 203.0, 4000.0]))),
+                               [0.1, 203.0, 4000.0], rtol=1e-6)  # fmt: skip
+    rng = np.random.default_rng(0)
+    radiance = np.kron(np.exp(rng.normal(0, 1.5, (12, 16, 3))), np.ones((8, 8, 1)))
+    write_hdr(tmp_path / "hdr.avif", radiance.astype(np.float32))
+    data = (tmp_path / "hdr.avif").read_bytes()
+    assert avif_cicp(data) == (9, 16, 9)
+    assert imagecodecs.avif_decode(data).dtype == np.uint16  # 10 bits in 16
+    decoded = read_hdr(tmp_path / "hdr.avif")
+    difference = _log_luminance(decoded) - _log_luminance(radiance)
+    below_cap = _log_luminance(radiance) < np.quantile(_log_luminance(radiance), 0.9)
+    difference = difference[below_cap]
+    assert np.sqrt(np.mean((difference - np.median(difference)) ** 2)) < 0.02
+    assert 7.5 < decoded.max() <= 8.1  # clipped at 2^3 × SDR white (203 cd/m²)
+    assert SDR_WHITE_NITS == 203.0
+    sdr = imagecodecs.avif_encode(np.zeros((8, 8, 3), np.uint8), 90)
+    (tmp_path / "sdr.avif").write_bytes(bytes(sdr))
+    with pytest.raises(HdrsynError, match="not an HDR AVIF"):
+        read_hdr(tmp_path / "sdr.avif")

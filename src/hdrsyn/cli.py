@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconstruct.add_argument("inputs", nargs="+", metavar="IN", help="photo(s) or a folder")
     reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
-                             help=".exr/.hdr/.pfm, or .jpg for an Ultra HDR JPEG, for one "
-                             "photo; for several, a folder (made "
+                             help=".exr/.hdr/.pfm, .jpg (Ultra HDR JPEG) or .avif (HDR AVIF, "
+                             "BT.2100 PQ) for one photo; for several, a folder (made "
                              "if new) that gets NAME.exr per photo; a photo that cannot be "
                              "read is skipped and the run ends with exit 2 naming it")  # fmt: skip
     reconstruct.add_argument("--model", default="small", help="shipped name or .safetensors")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
     reconstruct.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
-                             help="Ultra HDR JPEG output: headroom above SDR white in stops "
+                             help=".jpg/.avif output: headroom above SDR white in stops "
                              "(default 3)")  # fmt: skip
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
@@ -130,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("images", nargs="+", metavar="IMG", help="LDR photos (PNG/JPEG/TIFF)")
     merge.add_argument("--ev", nargs="+", type=float, metavar="EV", help="exposure of each image")
     merge.add_argument("-o", "--output", required=True, metavar="OUT",
-                       help=".exr, .hdr, .pfm, or .jpg for an Ultra HDR JPEG")  # fmt: skip
+                       help=".exr, .hdr, .pfm, .jpg (Ultra HDR JPEG) or .avif (HDR AVIF, "
+                       "BT.2100 PQ)")  # fmt: skip
     merge.add_argument("--align", action="store_true",
                        help="translate handheld brackets onto the middle image first "
                        "(OpenCV's AlignMTB)")  # fmt: skip
     merge.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
-                       help="Ultra HDR JPEG output: headroom above SDR white in stops "
+                       help=".jpg/.avif output: headroom above SDR white in stops "
                        "(default 3)")  # fmt: skip
     merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
     merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")

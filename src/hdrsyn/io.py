@@ -30,9 +30,17 @@ from hdrsyn.errors import HdrsynError
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
 ULTRAHDR_SUFFIXES = (".jpg", ".jpeg")  # HDR outputs (and inputs) as Ultra HDR JPEGs
-HDR_OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES
+AVIF_SUFFIXES = (".avif",)  # HDR AVIF: 10-bit BT.2100 PQ
+HDR_OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES + AVIF_SUFFIXES
 MAX_BOOST = 3.0  # stops above SDR white an Ultra HDR JPEG keeps by default (8×)
-_SDR_KEY = 0.18  # Ultra HDR scale: the log-average luminance lands at 18 % of SDR white
+_SDR_KEY = 0.18  # Ultra HDR and AVIF scale: the log-average luminance lands at 18 % of SDR white
+SDR_WHITE_NITS = 203.0  # ITU-R BT.2408's reference white: where SDR white sits in PQ
+# ITU-R BT.2087: linear BT.709 RGB → BT.2020 RGB
+_BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433],
+                             [0.0691, 0.9195, 0.0114],
+                             [0.0164, 0.0880, 0.8956]])  # fmt: skip
+_PQ = (2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32)
+_CICP_BT2100_PQ = (9, 16, 9)  # colour primaries BT.2020, transfer SMPTE ST 2084, matrix BT.2020
 
 # EXIF tags (CIPA DC-008): Orientation in IFD0, the rest in the Exif sub-IFD.
 _UMASK = os.umask(0)
@@ -175,7 +183,7 @@ def is_hdr_file(path: str | os.PathLike) -> bool:
     map (its bytes are checked: a plain JPEG is a photo, not HDR)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in HDR_SUFFIXES:
+    if suffix in HDR_SUFFIXES or suffix in AVIF_SUFFIXES:
         return True
     if suffix not in ULTRAHDR_SUFFIXES or not path.is_file():
         return False
@@ -199,6 +207,8 @@ def read_hdr(path: str | os.PathLike) -> np.ndarray:
     data = _read_bytes(path)
     if suffix in ULTRAHDR_SUFFIXES:
         image = _decode_ultrahdr(path, data)
+    elif suffix in AVIF_SUFFIXES:
+        image = _decode_avif(path, data)
     elif suffix == ".exr":
         image = _decode_exr(path)
     else:
@@ -234,16 +244,75 @@ def _encode_ultrahdr(path: Path, image: np.ndarray, max_boost: float) -> bytes:
     makes the SDR base (its own tone mapping) and the gain map."""
     import imagecodecs
 
-    if not max_boost > 0:
-        raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
-    luminance = np.maximum(image @ np.array([0.2126, 0.7152, 0.0722], np.float32), 1e-8)
-    scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
-    linear = np.clip(image * scale, 0, 2.0**max_boost)
+    linear = _sdr_scaled(image, max_boost)
     rgba = np.concatenate([linear, np.ones_like(linear[:, :, :1])], axis=2).astype(np.float16)
     try:
         return bytes(imagecodecs.ultrahdr_encode(np.ascontiguousarray(rgba), 95))
     except Exception as error:  # imagecodecs raises its own error types
         raise HdrsynError(f"{path}: libultrahdr could not encode it ({error})") from None
+
+
+def _pq_encode(nits: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 (PQ): absolute luminance in cd/m² → signal in [0, 1]."""
+    m1, m2, c1, c2, c3 = _PQ
+    y = np.power(np.clip(nits / 10000.0, 0, 1), m1)
+    return np.power((c1 + c2 * y) / (1 + c3 * y), m2)
+
+
+def _pq_decode(signal: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_pq_encode`: signal in [0, 1] → cd/m²."""
+    m1, m2, c1, c2, c3 = _PQ
+    e = np.power(np.clip(signal, 0, 1), 1 / m2)
+    return 10000.0 * np.power(np.maximum(e - c1, 0) / (c2 - c3 * e), 1 / m1)
+
+
+def _sdr_scaled(image: np.ndarray, max_boost: float) -> np.ndarray:
+    """Radiance scaled so its log-average luminance is 18 % of SDR white (1.0), clipped at
+    ``2^max_boost`` times SDR white: what the HDR formats for viewing store."""
+    if not max_boost > 0:
+        raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
+    luminance = np.maximum(image @ np.array([0.2126, 0.7152, 0.0722], np.float32), 1e-8)
+    scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
+    return np.clip(image * scale, 0, 2.0**max_boost)
+
+
+def _encode_avif(path: Path, image: np.ndarray, max_boost: float) -> bytes:
+    """Radiance → 10-bit HDR AVIF in BT.2100 PQ (BT.2020 primaries), SDR white at 203 cd/m²,
+    4:4:4, its CICP (9, 16, 9) in the file's colour box, by libavif via imagecodecs."""
+    import imagecodecs
+
+    nits = (_sdr_scaled(image, max_boost) @ _BT709_TO_BT2020.T) * SDR_WHITE_NITS
+    codes = np.round(_pq_encode(nits) * 1023).astype(np.uint16)
+    primaries, transfer, matrix = _CICP_BT2100_PQ
+    try:
+        return bytes(imagecodecs.avif_encode(np.ascontiguousarray(codes), 90, bitspersample=10,
+                                             primaries=primaries, transfer=transfer,
+                                             matrix=matrix, pixelformat="444"))  # fmt: skip
+    except Exception as error:  # imagecodecs raises its own error types
+        raise HdrsynError(f"{path}: libavif could not encode it ({error})") from None
+
+
+def avif_cicp(data: bytes) -> tuple[int, int, int] | None:
+    """(colour primaries, transfer, matrix) of an AVIF's ``colr``/``nclx`` box, or None."""
+    at = data.find(b"colrnclx")
+    if at < 0 or len(data) < at + 14:
+        return None
+    box = data[at + 8 : at + 14]
+    return tuple(int.from_bytes(box[i : i + 2], "big") for i in (0, 2, 4))
+
+
+def _decode_avif(path: Path, data: bytes) -> np.ndarray:
+    import imagecodecs
+
+    if avif_cicp(data) != _CICP_BT2100_PQ:
+        raise HdrsynError(f"{path}: not an HDR AVIF (BT.2100 PQ, CICP 9/16/9): "
+                          f"CICP {avif_cicp(data)}")  # fmt: skip
+    try:
+        codes = imagecodecs.avif_decode(data)
+    except Exception as error:  # imagecodecs raises its own error types
+        raise HdrsynError(f"{path}: not a readable AVIF ({error})") from None
+    nits = _pq_decode(codes[:, :, :3].astype(np.float64) / 1023)
+    return (nits @ np.linalg.inv(_BT709_TO_BT2020).T / SDR_WHITE_NITS).astype(np.float32)
 
 
 def _decode_exr(path: Path) -> np.ndarray:
@@ -289,6 +358,9 @@ def write_hdr(
         raise HdrsynError(f"{path}: refusing to write NaN or infinite radiance")
     if suffix in ULTRAHDR_SUFFIXES:
         write_bytes(path, _encode_ultrahdr(path, image, max_boost), overwrite=overwrite)
+        return
+    if suffix in AVIF_SUFFIXES:
+        write_bytes(path, _encode_avif(path, image, max_boost), overwrite=overwrite)
         return
     if suffix == ".exr":
         pixels = np.ascontiguousarray(image, dtype=np.float16 if half else np.float32)
