@@ -279,8 +279,9 @@ def reconstruct_files(
             written["preview"].append(shown)
         if stack_folder is not None:
             for ev, image in zip(result.evs, result.stack, strict=True):
-                write_ldr(stack_folder / _stack_name(photo, ev), image, overwrite=overwrite)
-                written["exposure"].append(stack_folder / _stack_name(photo, ev))
+                exposure = stack_folder / _stack_name(photo, ev)
+                write_ldr(exposure, image, overwrite=overwrite)
+                written["exposure"].append(exposure)
     if failed:
         raise HdrsynError(f"{len(failed)} of {len(jobs)} photos failed, the others were "
                           f"written: {'; '.join(failed)}")  # fmt: skip

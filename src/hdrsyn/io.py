@@ -26,13 +26,15 @@ import OpenEXR
 from PIL import Image, UnidentifiedImageError
 
 from hdrsyn.errors import HdrsynError
+from hdrsyn.tonemap import REC709_LUMA
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
-ULTRAHDR_SUFFIXES = (".jpg", ".jpeg")  # HDR outputs (and inputs) as Ultra HDR JPEGs
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+ULTRAHDR_SUFFIXES = JPEG_SUFFIXES  # HDR outputs (and inputs) as Ultra HDR JPEGs
 AVIF_SUFFIXES = (".avif",)  # HDR AVIF: 10-bit BT.2100 PQ
 HDR_OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES + AVIF_SUFFIXES
-MAX_BOOST = 3.0  # stops above SDR white an Ultra HDR JPEG keeps by default (8×)
+MAX_BOOST = 3.0  # stops above SDR white an Ultra HDR JPEG or HDR AVIF keeps by default (8×)
 _SDR_KEY = 0.18  # Ultra HDR and AVIF scale: the log-average luminance lands at 18 % of SDR white
 SDR_WHITE_NITS = 203.0  # ITU-R BT.2408's reference white: where SDR white sits in PQ
 # ITU-R BT.2087: linear BT.709 RGB → BT.2020 RGB
@@ -179,8 +181,9 @@ def _positive_or(value, default: float) -> float:
 
 
 def is_hdr_file(path: str | os.PathLike) -> bool:
-    """An OpenEXR, Radiance or PFM file by its suffix, or a JPEG that holds an Ultra HDR gain
-    map (its bytes are checked: a plain JPEG is a photo, not HDR)."""
+    """An OpenEXR, Radiance, PFM or AVIF file by its suffix (an AVIF's colour signalling is
+    checked when it is read), or a JPEG that holds an Ultra HDR gain map (its bytes are checked
+    here: a plain JPEG is a photo, not HDR)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in HDR_SUFFIXES or suffix in AVIF_SUFFIXES:
@@ -193,8 +196,9 @@ def is_hdr_file(path: str | os.PathLike) -> bool:
 
 
 def read_hdr(path: str | os.PathLike) -> np.ndarray:
-    """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map, or an Ultra HDR JPEG (its
-    base image and gain map decoded to linear radiance by libultrahdr, via imagecodecs).
+    """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map, an Ultra HDR JPEG (its base
+    image and gain map decoded to linear radiance by libultrahdr) or an HDR AVIF (BT.2100 PQ,
+    by libavif; both via imagecodecs).
 
     Returns:
         RGB radiance of shape ``(H, W, 3)``, ``float32``, finite; negative values are set to 0.
@@ -271,7 +275,7 @@ def _sdr_scaled(image: np.ndarray, max_boost: float) -> np.ndarray:
     ``2^max_boost`` times SDR white: what the HDR formats for viewing store."""
     if not max_boost > 0:
         raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
-    luminance = np.maximum(image @ np.array([0.2126, 0.7152, 0.0722], np.float32), 1e-8)
+    luminance = np.maximum(image @ np.array(REC709_LUMA, np.float32), 1e-8)
     scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
     return np.clip(image * scale, 0, 2.0**max_boost)
 
@@ -304,9 +308,9 @@ def avif_cicp(data: bytes) -> tuple[int, int, int] | None:
 def _decode_avif(path: Path, data: bytes) -> np.ndarray:
     import imagecodecs
 
-    if avif_cicp(data) != _CICP_BT2100_PQ:
-        raise HdrsynError(f"{path}: not an HDR AVIF (BT.2100 PQ, CICP 9/16/9): "
-                          f"CICP {avif_cicp(data)}")  # fmt: skip
+    cicp = avif_cicp(data)
+    if cicp != _CICP_BT2100_PQ:
+        raise HdrsynError(f"{path}: not an HDR AVIF (BT.2100 PQ, CICP 9/16/9): CICP {cicp}")
     try:
         codes = imagecodecs.avif_decode(data)
     except Exception as error:  # imagecodecs raises its own error types
@@ -338,15 +342,16 @@ def write_hdr(
     half: bool = False,
     max_boost: float = MAX_BOOST,
 ) -> None:
-    """Write an RGB radiance map as OpenEXR (float or ``half``), Radiance ``.hdr``, PFM, or an
+    """Write an RGB radiance map as OpenEXR (float or ``half``), Radiance ``.hdr``, PFM, an
     Ultra HDR JPEG (``.jpg``/``.jpeg``: an SDR JPEG any viewer shows, plus a gain map that
-    HDR displays use to show highlights up to ``max_boost`` stops above SDR white; the
-    radiance is scaled so its log-average luminance is 18 % of SDR white).
+    HDR displays use to show highlights up to ``max_boost`` stops above SDR white) or an HDR
+    AVIF (``.avif``, BT.2100 PQ, the same headroom); for those two the radiance is scaled so
+    its log-average luminance is 18 % of SDR white.
 
     Args:
         image: ``(H, W, 3)`` finite radiance.
         half: store 16-bit floats in OpenEXR (ignored by the other formats).
-        max_boost: Ultra HDR headroom in stops (ignored by the other formats).
+        max_boost: Ultra HDR / AVIF headroom in stops (ignored by the other formats).
     """
     path = Path(path)
     suffix = path.suffix.lower()

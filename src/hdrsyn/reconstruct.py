@@ -26,13 +26,12 @@ from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS
 from hdrsyn.curves import srgb_log_inverse
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import read_ldr
+from hdrsyn.io import JPEG_SUFFIXES, read_ldr
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
 CURVES = ("auto", "edges", "srgb", "estimated")
-JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def curve_for(photo, curve: str = "auto") -> str:
@@ -165,8 +164,9 @@ def reconstruct(
         small = image
     known = None
     if curve != "estimated" and model.generator.curve_net is not None:
-        levels = np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8)
-        measured = calibrate(levels) if curve == "edges" else None
+        measured = None
+        if curve == "edges":
+            measured = calibrate(np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8))
         if measured is None:
             measured = srgb_log_inverse()
             measured = measured - measured[128]
