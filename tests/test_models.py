@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from hdrsyn import HdrsynError
 from hdrsyn.models import PRESETS, HDRSynthesizer, ModelConfig, StackGenerator, parameter_count
@@ -163,6 +164,22 @@ def test_condition_changes_output():
     a = continuous(x, torch.tensor([[0.0, 1.0]]))
     b = continuous(x, torch.tensor([[0.0, 1.5]]))
     assert (a - b).abs().max() > 1e-3
+
+
+def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
+    torch.manual_seed(0)
+    norm = ConditionalInstanceNorm(6, "discrete")
+    with torch.no_grad():
+        norm.gamma.normal_()
+        norm.beta.normal_()
+    x = torch.randn(2, 6, 9, 7) * 3 + 5  # an offset mean: the variance is of the centred values
+    condition = torch.tensor([[0.0, 2.0], [2.0, 3.0]])
+    expected = nn.functional.instance_norm(x, eps=1e-5)
+    expected = norm.gamma[[1, 2], :, None, None] * expected + norm.beta[[1, 2], :, None, None]
+    torch.testing.assert_close(norm(x, condition), expected, atol=1e-5, rtol=1e-5)
+    out = norm(x.contiguous(memory_format=torch.channels_last), condition)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_model_output_depends_on_step_condition():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+NORM_EPS = 1e-5  # instance norm's ε (nn.InstanceNorm2d's default, which the weights trained with)
 MAX_STEPS = 3  # discrete conditioning: one (γ, β) per step, EV ±1…±3 (the paper's stack)
 
 
@@ -25,7 +26,6 @@ class ConditionalInstanceNorm(nn.Module):
     ):
         super().__init__()
         self.mode = mode
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
         if mode == "discrete":
             self.gamma = nn.Parameter(torch.ones(slots, channels))
             self.beta = nn.Parameter(torch.zeros(slots, channels))
@@ -47,7 +47,13 @@ class ConditionalInstanceNorm(nn.Module):
         else:
             step = torch.stack([condition[:, 1], condition[:, 1] - condition[:, 0]], dim=1)
             gamma, beta = self.mlp(step.to(x.dtype)).chunk(2, dim=1)
-        return gamma[:, :, None, None] * self.norm(x) + beta[:, :, None, None]
+        # instance norm (biased variance, ε = 1e-5 as nn.InstanceNorm2d) with γ folded into the
+        # scale: one pass to normalise, and the input's memory format (channels_last) is kept
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        centred = x - mean
+        variance = centred.square().mean(dim=(2, 3), keepdim=True)
+        scale = gamma[:, :, None, None] * torch.rsqrt(variance + NORM_EPS)
+        return torch.addcmul(beta[:, :, None, None], centred, scale)
 
 
 class ConvBlock(nn.Module):
