@@ -255,3 +255,16 @@ def test_hdr_avif_is_10_bit_bt2100_pq_and_round_trips(tmp_path):
     (tmp_path / "sdr.avif").write_bytes(bytes(sdr))
     with pytest.raises(HdrsynError, match="not an HDR AVIF"):
         read_hdr(tmp_path / "sdr.avif")
+
+
+def test_empty_and_cut_jpegs_are_not_ultrahdr_and_do_not_crash(tmp_path):
+    """libultrahdr's check crashes the process on empty data; an empty or truncated .jpg in a
+    data folder is just not HDR, and reading it as HDR is a clean refusal."""
+    from hdrsyn.io import is_hdr_file
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff" + bytes(100))
+    for name in ("empty.jpg", "cut.jpg"):
+        assert not is_hdr_file(tmp_path / name)
+        with pytest.raises(HdrsynError, match=name):
+            read_hdr(tmp_path / name)

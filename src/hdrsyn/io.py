@@ -190,9 +190,14 @@ def is_hdr_file(path: str | os.PathLike) -> bool:
         return True
     if suffix not in ULTRAHDR_SUFFIXES or not path.is_file():
         return False
+    return _is_ultrahdr(path.read_bytes())
+
+
+def _is_ultrahdr(data: bytes) -> bool:
+    """libultrahdr's check, which crashes the process on empty data (imagecodecs 2026.3.6)."""
     import imagecodecs
 
-    return bool(imagecodecs.ultrahdr_check(path.read_bytes()))
+    return len(data) > 0 and bool(imagecodecs.ultrahdr_check(data))
 
 
 def read_hdr(path: str | os.PathLike) -> np.ndarray:
@@ -233,7 +238,7 @@ def read_hdr(path: str | os.PathLike) -> np.ndarray:
 def _decode_ultrahdr(path: Path, data: bytes) -> np.ndarray:
     import imagecodecs
 
-    if not imagecodecs.ultrahdr_check(data):
+    if not _is_ultrahdr(data):
         raise HdrsynError(f"{path}: not an Ultra HDR JPEG (no gain map): an SDR photo, not HDR")
     try:
         decoded = imagecodecs.ultrahdr_decode(data, dtype=np.float16)
