@@ -113,6 +113,14 @@ def bad_files(tmp_path):
 
     cv2.imwrite(str(tmp_path / "nan.pfm"), bad)
     (tmp_path / "exists.exr").write_bytes(b"precious")
+    (tmp_path / "folder").mkdir()
+    config = (Path(__file__).parents[1] / "configs" / "small.toml").read_text()
+    source = 'source = ["../shared/data/hdr", "../shared/data/hdr-extra"]'
+    assert source in config and "lr = 2e-4" in config
+    (tmp_path / "nodata.toml").write_text(
+        config.replace(source, f'source = "{tmp_path / "nothing"}"')
+    )
+    (tmp_path / "slow.toml").write_text(config.replace("lr = 2e-4", 'lr = "fast"'))
     return tmp_path
 
 
@@ -171,6 +179,33 @@ def bad_files(tmp_path):
         (["train", "--config", str(Path(__file__).parents[1] / "configs" / "small.toml"),
           "--run-dir", "{d}/run", "--init", "{d}/missing.safetensors"],
          ["missing.safetensors", "no such weights file"]),
+        # a config that names missing data, or has a value of the wrong type: no run folder
+        (["train", "--config", "{d}/nodata.toml", "--run-dir", "{d}/run"],
+         ["nothing", "no such file or folder"]),
+        (["train", "--config", "{d}/slow.toml", "--run-dir", "{d}/run"],
+         ["slow.toml [optim]", "lr = 'fast': expected float"]),
+        (["train", "--resume", "--run-dir", "{d}/run"], ["run", "no config.json"]),
+        (["export", "{d}/run", "-o", "{d}/w.safetensors"], ["run", "not found"]),
+        (["export", str(Path(__file__).parents[1] / "src" / "hdrsyn" / "weights"
+                        / "small.safetensors"), "-o", "{d}/exists.exr"],
+         ["exists.exr", "unsupported"]),
+        (["preview-data", "{d}/nothing", "-o", "{d}/p.png"], ["nothing", "no such file"]),
+        (["preview-data", "{d}", "-o", "{d}/p.png"], ["folder", "0 exposure images"]),
+        (["preview-data", "{d}/folder", "-o", "{d}/p.png"], ["folder", "no .exr, .hdr, .pfm"]),
+        (["reconstruct", "{d}/folder", "-o", "{d}/out"], ["folder", "no PNG, JPEG or TIFF"]),
+        (["evaluate", "--data", "{d}/nothing", "-o", "{d}/report"], ["nothing", "no such"]),
+        (["evaluate", "--data", "{d}", "-o", "{d}/exists.exr"], ["exists.exr", "not a folder"]),
+        (["evaluate", "--data", "{d}", "-o", "{d}/r", "--baselines", "magic"], ["magic"]),
+        (["tonemap", "{d}/missing.exr", "-o", "{d}/o.png"], ["missing.exr", "no such file"]),
+        (["tonemap", "{d}/exists.exr", "-o", "{d}/o.png"], ["exists.exr", "not a readable"]),
+        (["reconstruct", "{d}/missing.jpg", "-o", "{d}/o.exr"], ["missing.jpg", "no such"]),
+        (["reconstruct", "{d}/notes.png", "-o", "{d}/o.exr"], ["notes.png", "not a readable"]),
+        (["reconstruct", STACK[3], "-o", "{d}/o.png"], ["o.png", "unsupported"]),
+        (["reconstruct", STACK[3], "-o", "{d}/o.exr", "--model", "{d}/notes.png"],
+         ["notes.png"]),
+        (["reconstruct", STACK[3], "-o", "{d}/o.exr", "--evs", "0", "0.5"], ["whole steps"]),
+        (["reconstruct", STACK[3], "-o", "{d}/o.exr", "--max-boost", "-1"], ["--max-boost"]),
+        (["merge", *STACK[:2], "-o", "{d}/o.exr", "--plot-crf", "{d}/c.txt"], ["c.txt"]),
     ],
 )
 def test_bad_input_is_one_clean_line(bad_files, capsys, argv, needles):

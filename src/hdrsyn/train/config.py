@@ -94,11 +94,64 @@ class TrainConfig:
         return asdict(self)
 
 
+# the smallest value each numeric key may take (inclusive), and the largest where one exists
+LIMITS: dict[str, tuple[float, float | None]] = {
+    "global_base": (1, None), "global_levels": (1, None), "local_base": (1, None),
+    "local_levels": (1, None), "refine_base": (1, None), "refine_levels": (1, None),
+    "max_width": (1, None), "size": (8, None), "batch_size": (1, None), "val_views": (1, None),
+    "workers": (0, None), "srgb_share": (0, 1), "lr": (0, None), "weight_decay": (0, None),
+    "steps": (0, None), "val_every": (1, None), "checkpoint_every": (1, None),
+    "keep_checkpoints": (1, None), "l1": (0, None), "histogram": (0, None), "edge": (0, None),
+    "hdr": (0, None), "cobi": (0, None), "highlight": (0, None), "curve": (0, None),
+    "mu": (0, None), "seed": (0, None),
+}  # fmt: skip
+# keys where 0 means "take the default" ([[stages]] batch_size, lr) or a weight is off
+ZERO_ALLOWED = {"StageConfig": {"batch_size", "lr"}}
+
+
+def _type_error(name: str, value, hint: str) -> str | None:
+    """Why ``value`` does not fit the annotation ``hint`` (a string), or None."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    checks = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": number,
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "str | list[str]": isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "tuple[float, float]": isinstance(value, tuple) and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value),
+    }  # fmt: skip
+    if checks.get(hint, True):
+        return None
+    return f"{name} = {value!r}: expected {hint.replace('tuple[float, float]', 'two numbers')}"
+
+
+def _range_error(kind_name: str, name: str, value) -> str | None:
+    if name not in LIMITS or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    low, high = LIMITS[name]
+    if value == 0 and name in ZERO_ALLOWED.get(kind_name, ()):
+        return None
+    if name in ("lr", "mu") and value <= 0:
+        return f"{name} = {value}: must be positive"
+    if value < low or (high is not None and value > high):
+        span = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+        return f"{name} = {value}: must be {span}"
+    return None
+
+
 def _build(kind, values: dict, where: str):
-    known = {f.name for f in fields(kind)}
-    unknown = sorted(set(values) - known)
+    known = {f.name: f.type for f in fields(kind)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise HdrsynError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(known)}")
+    for name, value in values.items():
+        problem = _type_error(name, value, str(known[name]))
+        problem = problem or _range_error(kind.__name__, name, value)
+        if problem:
+            raise HdrsynError(f"{where}: {problem}")
     try:
         return kind(**values)
     except TypeError as error:

@@ -104,25 +104,7 @@ def train(
     start_from_init = init is not None and not (resume and checkpoints_of(run))
     if start_from_init and not Path(init).is_file():
         raise HdrsynError(f"{init}: no such weights file (--init)")  # before making the run
-    if context.main:
-        run.mkdir(parents=True, exist_ok=True)
-        resolved = config.to_dict() | ({"init": str(init)} if init is not None else {})
-        (run / "config.json").write_text(json.dumps(resolved, indent=2))
-
-    torch.manual_seed(config.run.seed)
-    generator = StackGenerator(config.model).to(context.device)
-    optimizer = torch.optim.Adam(
-        generator.parameters(),
-        lr=config.optim.lr,
-        betas=config.optim.betas,
-        weight_decay=config.optim.weight_decay,
-    )
-    step = 0
-    if start_from_init:  # a new fine-tune, or one killed before its first checkpoint
-        _load_init(generator, init)
-    if resume and checkpoints_of(run):
-        step = load_checkpoint(checkpoints_of(run)[-1], generator, optimizer)
-
+    # the data and the loss's weights are checked before the run folder is made
     data = config.data
     largest_batch = max(_batch_size(s, data) for s in config.stages)
     train_set = SyntheticStackDataset(
@@ -135,7 +117,27 @@ def train(
         data.source, exclude=data.exclude, size=data.size, split="val", length=data.val_views,
         seed=config.run.seed,
     )  # fmt: skip
-    cobi = CoBiLoss(config.loss.vgg_weights or None).to(context.device)
+    cobi = CoBiLoss(config.loss.vgg_weights or None)
+    if context.main:
+        run.mkdir(parents=True, exist_ok=True)
+        resolved = config.to_dict() | ({"init": str(init)} if init is not None else {})
+        (run / "config.json").write_text(json.dumps(resolved, indent=2))
+
+    torch.manual_seed(config.run.seed)
+    generator = StackGenerator(config.model).to(context.device)
+    cobi = cobi.to(context.device)
+    optimizer = torch.optim.Adam(
+        generator.parameters(),
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        weight_decay=config.optim.weight_decay,
+    )
+    step = 0
+    if start_from_init:  # a new fine-tune, or one killed before its first checkpoint
+        _load_init(generator, init)
+    if resume and checkpoints_of(run):
+        step = load_checkpoint(checkpoints_of(run)[-1], generator, optimizer)
+
     stop = config.total_steps if stop_after is None else min(stop_after, config.total_steps)
     started = time.monotonic()
     metrics: dict = {}
