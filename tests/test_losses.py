@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -165,6 +166,34 @@ def test_gradcheck_cobi():
     prediction = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     loss = CoBiLoss(patch=3, max_points=64)
     assert torch.autograd.gradcheck(lambda p: loss(p, target), (prediction,), atol=1e-5)
+
+
+def test_cobi_value_and_gradient_match_the_dense_minimum_by_hand():
+    """The loss (its nearest candidate found without autograd, then differentiated) equals the
+    formula written densely: min over all candidates of cosine + spatial distance, autograd
+    through ``amin``."""
+    torch.manual_seed(0)
+    loss = CoBiLoss(patch=3, max_points=64, chunk=10)
+    target = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    prediction = torch.rand(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    value = loss(prediction, target)
+    (gradient,) = torch.autograd.grad(value, prediction)
+
+    def dense(prediction):
+        p = nn.functional.unfold(prediction, 3, padding=1).transpose(1, 2)  # (B, 64, 27)
+        t = nn.functional.unfold(target, 3, padding=1).transpose(1, 2)
+        centre = t.mean(dim=1, keepdim=True)
+        p = nn.functional.normalize(p - centre, dim=2)
+        t = nn.functional.normalize(t - centre, dim=2)
+        ys, xs = torch.meshgrid(torch.linspace(0, 1, 8, dtype=torch.float64),
+                                torch.linspace(0, 1, 8, dtype=torch.float64), indexing="ij")
+        xy = torch.stack([ys.flatten(), xs.flatten()], dim=1)
+        cost = 1 - t @ p.transpose(1, 2) + 0.1 * torch.cdist(xy, xy)  # (B, target, candidate)
+        return cost.amin(dim=2).mean()
+
+    expected = dense(prediction)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(gradient, torch.autograd.grad(expected, prediction)[0])
 
 
 def test_cobi_chunking_does_not_change_result():

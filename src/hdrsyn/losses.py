@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
@@ -185,10 +184,12 @@ class CoBiLoss(nn.Module):
 
     Memory and time stay bounded: feature maps with more than ``max_points`` positions are
     reduced to at most that many (RGB: the image is area-averaged first; VGG: a regular
-    subgrid), and the distance matrix is built ``chunk`` target rows at a time, each chunk
-    recomputed in the backward pass (activation checkpointing), so at most
-    ``chunk × max_points`` distances live at once: 1 M floats (4 MB) with the defaults,
-    whatever the image size.
+    subgrid), and the distance matrix is built ``chunk`` target rows at a time without
+    autograd, only to find each target's nearest candidate; the loss is then the distance to
+    that candidate, recomputed with autograd (the gradient of a minimum is the gradient of its
+    minimiser), so at most ``chunk × max_points`` distances live at once: 1 M floats (4 MB)
+    with the defaults, whatever the image size, and nothing of that size is kept for the
+    backward pass.
     """
 
     def __init__(
@@ -239,27 +240,24 @@ class CoBiLoss(nn.Module):
         centre = target.mean(dim=(2, 3), keepdim=True)
         pred = nn.functional.normalize((prediction - centre).flatten(2), dim=1).transpose(1, 2)
         targ = nn.functional.normalize((target - centre).flatten(2), dim=1).transpose(1, 2)
-        minima = []
-        for start in range(0, targ.shape[1], self.chunk):
-            stop = start + self.chunk
-            minima.append(
-                checkpoint(
-                    _nearest_candidate,
-                    targ[:, start:stop],
-                    positions[start:stop],
-                    pred,
-                    positions,
-                    self.spatial_weight,
-                    use_reentrant=False,
-                )
-            )
-        return torch.cat(minima, dim=1).mean()
+        with torch.no_grad():
+            starts = range(0, targ.shape[1], self.chunk)
+            rows = [slice(start, start + self.chunk) for start in starts]
+            nearest = torch.cat([
+                _nearest_candidate(targ[:, r], positions[r], pred, positions, self.spatial_weight)
+                for r in rows
+            ], dim=1)  # fmt: skip
+        chosen = torch.gather(pred, 1, nearest.unsqueeze(2).expand(-1, -1, pred.shape[2]))
+        cosine_distance = 1 - (targ * chosen).sum(dim=2)  # (B, N)
+        spatial = (positions - positions[nearest]).norm(dim=2)  # (B, N)
+        return (cosine_distance + self.spatial_weight * spatial).mean()
 
 
 def _nearest_candidate(
     targets: Tensor, target_xy: Tensor, candidates: Tensor, candidate_xy: Tensor, weight: float
 ) -> Tensor:
-    """min over candidates of cosine distance + weight · spatial distance: (B, n)."""
-    cosine_distance = 1 - targets @ candidates.transpose(1, 2)  # (B, n, N)
-    spatial = torch.cdist(target_xy, candidate_xy)  # (n, N)
-    return (cosine_distance + weight * spatial).amin(dim=2)
+    """Index of the candidate (B, n) minimising cosine distance + weight · spatial distance
+    (the constant 1 of the cosine distance left out: it does not move the minimum)."""
+    spatial = torch.cdist(target_xy, candidate_xy).mul_(weight)  # (n, N)
+    scores = torch.baddbmm(spatial, targets, candidates.transpose(1, 2), alpha=-1)  # (B, n, N)
+    return scores.argmin(dim=2)
