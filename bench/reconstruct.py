@@ -15,16 +15,16 @@ is OpenCV's Debevec calibration and merge (`CalibrateDebevec` + `MergeDebevec`) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from baseline import checkout, run_child
 
 PHOTO = Path(__file__).resolve().parents[1] / "examples" / "interior" / "ev+0.jpg"
 SIZES = {1: (1152, 864), 12: (4000, 3000)}
@@ -65,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["small", "small-edges", "paper"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 12], choices=sorted(SIZES))
+    parser.add_argument("--baseline", metavar="REV", help="also run the presets at this revision")
+    parser.add_argument("--rounds", type=int, default=1, help="turns; each case's fastest is kept")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -73,18 +75,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     print("| size | case | time (s) | ratio to OpenCV's 7-image merge | peak RSS (MB) |")
     print("|---|---|---|---|---|")
-    for megapixels in args.sizes:
-        results = {}
-        for case in ["opencv", "merge", *args.presets]:
-            output = subprocess.run(
-                [sys.executable, __file__, "--child", case, str(megapixels)],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
-            results[case] = json.loads(output.strip().splitlines()[-1])
-        for case, result in results.items():
-            ratio = result["seconds"] / results["opencv"]["seconds"]
-            print(f"| {megapixels} MP | {case} | {result['seconds']:.1f} | {ratio:.1f} | "
-                  f"{result['peak_mb']:.0f} |")  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(checkout(args.baseline)) if args.baseline else None
+        cases = [(case, None) for case in ["opencv", "merge", *args.presets]]
+        cases += [(preset, src) for preset in args.presets] if src else []
+        for megapixels in args.sizes:
+            results = {}
+            for _ in range(args.rounds):
+                for case, source in cases:
+                    label = f"{case} @ {args.baseline}" if source else case
+                    result = run_child([__file__, "--child", case, str(megapixels)], source)
+                    if label not in results or result["seconds"] < results[label]["seconds"]:
+                        results[label] = result
+            for label, result in results.items():
+                ratio = result["seconds"] / results["opencv"]["seconds"]
+                print(f"| {megapixels} MP | {label} | {result['seconds']:.2f} | {ratio:.2f} | "
+                      f"{result['peak_mb']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
