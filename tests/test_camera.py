@@ -261,3 +261,16 @@ def test_normal_equations_fall_back_to_least_squares_when_cholesky_fails(monkeyp
     solved = camera._solve_normal_equations(normal, target)
     assert used == [1]  # one system went to least squares
     torch.testing.assert_close(solved, torch.from_numpy(expected))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_table_lookup_is_indexing(dtype):
+    """The merge's table lookup (OpenCV's LUT for float32/float64 on the CPU, torch otherwise)
+    is plain indexing, on strided rows of a stack as the merge passes them."""
+    from hdrsyn.camera import _take
+
+    torch.manual_seed(0)
+    table = torch.randn(256, dtype=dtype)
+    stack = torch.randint(0, 256, (7, 3, 50), dtype=torch.uint8)
+    levels = stack[:, 1]  # (7, 50), rows 150 apart
+    torch.testing.assert_close(_take(table, levels), table[levels.long()], rtol=0, atol=0)

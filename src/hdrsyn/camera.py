@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import torch
 from torch import Tensor
 
@@ -59,17 +60,30 @@ def _segments(z: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
     """Split images into Eq. 3 segments.
 
     Returns:
-        ``(upper, fraction, nearest)``: the int64 level ``k`` whose segment ``(k − 1, k]`` holds
+        ``(upper, fraction, nearest)``: the uint8 level ``k`` whose segment ``(k − 1, k]`` holds
         ``Z = 255·z`` (clamped to [0, 255]), ``Z − k`` in (−1, 0] (``None`` for uint8 input,
-        whose levels are exact), and the nearest int64 level for the weights.
+        whose levels are exact), and the nearest uint8 level for the weights; tables are read
+        at these levels with :func:`_take`.
     """
     if z.dtype == torch.uint8:
-        level = z.long()
-        return level, None, level
+        return z, None, z
     position = (z * 255).clamp_(0, 255)
     upper = (position - _SNAP).ceil_().clamp_(min=0)
-    nearest = position.round().long()
-    return upper.long(), position.sub_(upper), nearest
+    nearest = position.round().to(torch.uint8)
+    return upper.to(torch.uint8), position.sub_(upper), nearest
+
+
+_LUT_DTYPES = (torch.float32, torch.float64)  # what OpenCV's LUT takes of ours
+
+
+def _take(table: Tensor, levels: Tensor) -> Tensor:
+    """``table[levels]`` for a (256,) table and uint8 levels (any shape): OpenCV's LUT on the
+    CPU (3–10× torch's indexing; the merge's hot loop), ``take`` elsewhere. No gradient flows
+    to ``table`` (the merge's backward differentiates with respect to the images only)."""
+    if levels.device.type == "cpu" and levels.dim() <= 2 and table.dtype in _LUT_DTYPES:
+        table = table.detach().contiguous()
+        return torch.from_numpy(cv2.LUT(levels.numpy(), table.numpy()))
+    return table.take(levels.long())
 
 
 class _MergeDebevec(torch.autograd.Function):
@@ -93,11 +107,11 @@ class _MergeDebevec(torch.autograd.Function):
         for b, c, part, z in _chunks(stack):
             table = inverse_crf[b, c]
             upper, fraction, nearest = _segments(z)
-            log_exposure = table.take(upper)
+            log_exposure = _take(table, upper)
             if fraction is not None:
-                log_exposure.addcmul_(fraction, _slopes(table).take(upper))
+                log_exposure.addcmul_(fraction, _take(_slopes(table), upper))
             log_exposure.sub_(log_time[b].view(exposures, 1))
-            weight = weights.take(nearest) * exposure_weights[b].view(exposures, 1)
+            weight = _take(weights, nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             merged = (weight * log_exposure).sum(dim=0).div_(total)
             clipped = total == 0
@@ -118,7 +132,7 @@ class _MergeDebevec(torch.autograd.Function):
         grad_flat = grad_output.reshape(batch, channels, height * width)
         for b, c, part, z in _chunks(stack):
             upper, _, nearest = _segments(z)
-            weight = weights.take(nearest) * exposure_weights[b].view(exposures, 1)
+            weight = _take(weights, nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             clipped = total == 0
             share = weight / torch.where(clipped, torch.ones_like(total), total)
@@ -127,7 +141,7 @@ class _MergeDebevec(torch.autograd.Function):
                 share[:, clipped] = 0
                 share[choice[clipped], clipped.nonzero()[:, 0]] = 1
             inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
-            slope = _slopes(inverse_crf[b, c]).take(upper)  # Eq. 3
+            slope = _take(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
             grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
         return grad_stack, None, None, None, None, None
 
