@@ -4,7 +4,7 @@ from torch import nn
 
 from hdrsyn import HdrsynError
 from hdrsyn.models import PRESETS, HDRSynthesizer, ModelConfig, StackGenerator, parameter_count
-from hdrsyn.models.blocks import ConditionalInstanceNorm, ConvGRU
+from hdrsyn.models.blocks import ConditionalInstanceNorm, ConvBlock, ConvGRU
 
 TINY = ModelConfig(
     global_base=4,
@@ -180,6 +180,18 @@ def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
     out = norm(x.contiguous(memory_format=torch.channels_last), condition)
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_conv_block_with_a_skip_is_the_conv_of_the_concatenation():
+    torch.manual_seed(0)
+    block = ConvBlock(5 + 3, 4, "discrete")
+    x, skip = torch.randn(2, 5, 9, 11), torch.randn(2, 3, 9, 11)
+    condition = torch.tensor([[0.0, 1.0], [1.0, 2.0]])
+    expected = block(torch.cat([x, skip], dim=1), condition)
+    torch.testing.assert_close(block(x, condition, skip=skip), expected, atol=1e-5, rtol=1e-5)
+    x.requires_grad_(True)
+    block(x, condition, skip=skip).square().sum().backward()
+    assert block.conv1.weight.grad[:, 5:].abs().sum() > 0  # the skip's block is trained too
 
 
 def test_model_output_depends_on_step_condition():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from hdrsyn.models.blocks import ConvBlock, ConvGRU
@@ -60,5 +59,5 @@ class UNet(nn.Module):
             x = nn.functional.interpolate(
                 x, size=skip.shape[-2:], mode="bilinear", align_corners=False
             )
-            x = block(torch.cat([x, skip], dim=1), condition)
+            x = block(x, condition, skip=skip)  # conv of the concatenation [x, skip]
         return self.head(x), hidden if self.gru is not None else None
