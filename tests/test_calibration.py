@@ -143,3 +143,21 @@ def test_reconstruct_reads_a_path_and_measures_png_but_not_jpeg(tmp_path):
     srgb = srgb_log_inverse()
     jpeg = reconstruct(str(tmp_path / "p.jpg"), model)
     torch.testing.assert_close(torch.from_numpy(jpeg.photo_curve), srgb - srgb[128])
+
+
+def test_calibration_adam_is_torch_adam():
+    """The refinement's hand-written Adam (torch.optim imports torch._dynamo, 1.5 s) takes the
+    steps torch.optim.Adam takes on the same gradients."""
+    from hdrsyn.calibration import LEARNING_RATE, _Adam
+
+    torch.manual_seed(0)
+    ours = torch.randn(8, dtype=torch.float64)
+    theirs = ours.clone().requires_grad_(True)
+    reference = torch.optim.Adam([theirs], lr=LEARNING_RATE)
+    adam = _Adam(ours)
+    for _ in range(50):
+        gradient = torch.randn(8, dtype=torch.float64)
+        ours = adam.step(ours, gradient)
+        theirs.grad = gradient.clone()
+        reference.step()
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-12, atol=1e-12)
