@@ -121,6 +121,30 @@ def test_derivative_at_level_zero_is_the_one_sided_right_derivative():
     torch.testing.assert_close(stack.grad[2, 0, 0, 0], 255 * (g[0, 1] - g[0, 0]))
 
 
+def test_gradient_at_integer_levels_is_the_left_finite_difference():
+    """At an integer level k the layer is in segment (k − 1, k] (Eq. 3): its gradient is the
+    finite difference from the left, for well-exposed pixels and for a pixel clipped white in
+    every exposure (the all-clipped fallback: the shortest exposure's ĝ at 255)."""
+    torch.manual_seed(0)
+    g = torch.cumsum(torch.rand(3, 256, dtype=torch.float64) * 0.05 + 0.01, dim=1)
+    g = (g - g[:, 128:129]).contiguous()
+    evs = torch.tensor([-1.0, 0.0, 2.0])
+    levels = torch.randint(20, 236, (3, 3, 1, 4)).double()
+    levels[:, :, 0, 3] = 255  # white everywhere: the fallback takes EV −1
+    stack = (levels / 255).requires_grad_()
+    merge_exposures(stack, evs, inverse_crf=g)[0].log().sum().backward()
+    step = 1e-7
+    before = merge_exposures(stack.detach(), evs, inverse_crf=g)[0].log()
+    for index in [(0, 1, 0, 0), (1, 2, 0, 2), (2, 0, 0, 1), (0, 0, 0, 3), (1, 1, 0, 3)]:
+        nudged = stack.detach().clone()
+        nudged[index] -= step
+        after = merge_exposures(nudged, evs, inverse_crf=g)[0].log()
+        channel = index[1]
+        difference = ((before - after)[channel] / step).sum()
+        torch.testing.assert_close(stack.grad[index], difference, rtol=1e-5, atol=1e-9)
+    assert stack.grad[0, :, 0, 3].gt(0).all() and (stack.grad[1:, :, 0, 3] == 0).all()
+
+
 def test_gradcheck_between_levels():
     torch.manual_seed(0)
     g = torch.cumsum(torch.rand(3, 256, dtype=torch.float64) * 0.05 + 0.01, dim=1)

@@ -38,11 +38,12 @@ def _with_luminance(linear: Tensor, old: Tensor, new: Tensor) -> Tensor:
 
 def linearised(photo: Tensor) -> Tensor:
     """The linearised photo: inverse sRGB (the scale is fixed later by alignment); the
-    baseline every evaluation and validation compares against."""
+    baseline every evaluation and validation compares against. ``(3, H, W)`` → ``(3, H, W)``."""
     return srgb_decode(photo)
 
 
 def akyuz(photo: Tensor, peak: float = PEAK, gamma: float = 1.0) -> Tensor:
+    """Akyüz et al. 2007 (module doc): ``(3, H, W)`` photo → ``(3, H, W)`` radiance."""
     linear = srgb_decode(photo)
     lum = luminance(linear)
     low, high = lum.min(), lum.max()
@@ -55,6 +56,7 @@ def _bilateral(image: np.ndarray, sigma_space: float, sigma_range: float) -> np.
 
 
 def huo(photo: Tensor, peak: float = PEAK, n: float = 0.86) -> Tensor:
+    """Huo et al. 2014 (module doc): ``(3, H, W)`` photo → ``(3, H, W)`` radiance."""
     linear = srgb_decode(photo)
     lum = luminance(linear)
     plane = lum[0].double().cpu().numpy().astype(np.float32)

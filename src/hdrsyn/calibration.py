@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hdrsyn.curves import MID_LEVEL, fit_basis, sample_curve, srgb_log_inverse
+from hdrsyn.curves import fit_basis, normalised, sample_curve, srgb_log_inverse
 
 EDGE_LEVELS = 40  # the ends of a triplet differ by this many levels in some channel
 MARGIN_LEVELS = 8  # no channel of a triplet within this many levels of black or white
@@ -122,14 +122,14 @@ def _bank() -> tuple[Tensor, Tensor, Tensor, Tensor]:
         sample_curve(rng, "train").log_inverse() for _ in range(BANK_SIZE)
     ]
     curves = torch.from_numpy(np.stack(curves)).float()
-    curves = curves - curves[:, MID_LEVEL : MID_LEVEL + 1]
+    curves = normalised(curves)
     coefficients = (curves - mean) @ basis.T  # the basis rows are orthonormal
     return mean, basis, curves, coefficients
 
 
 def _curve(mean: Tensor, basis: Tensor, coefficients: Tensor) -> Tensor:
     g = (mean + coefficients @ basis).cummax(dim=-1).values
-    return g - g[..., MID_LEVEL : MID_LEVEL + 1]
+    return normalised(g)
 
 
 class _Adam:

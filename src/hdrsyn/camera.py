@@ -33,10 +33,9 @@ import cv2
 import torch
 from torch import Tensor
 
+from hdrsyn.curves import LEVELS, MID_LEVEL, normalised
 from hdrsyn.errors import HdrsynError
 
-LEVELS = 256
-MID_LEVEL = LEVELS // 2  # g(128) = 0 fixes the unknown scale of E (Debevec & Malik 1997)
 LN2 = math.log(2.0)
 DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the paper's stack, stops from the input
 DEFAULT_SMOOTHNESS = 10.0  # λ of Eq. 1; OpenCV's default (the official code uses 20)
@@ -297,7 +296,7 @@ def solve_inverse_crf(
     solution = _solve_normal_equations(normal, target)[:, :LEVELS]
     # g + c, ln E + c leave every other term unchanged, so the single g(128) = 0 row only picks
     # the constant, and only softly (its weight 1 is tiny next to λ·w): make it exact.
-    solution = solution - solution[:, MID_LEVEL : MID_LEVEL + 1]
+    solution = normalised(solution)
     return solution.reshape(batch, channels, LEVELS)
 
 

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 LEVELS = 256
-MID_LEVEL = 128
+MID_LEVEL = LEVELS // 2  # g(128) = 0 fixes the unknown scale of E (Debevec & Malik 1997)
 G_FLOOR = -10.0  # g is floored at e^-10 of mid-grey (14 stops below): the sensor's noise floor
 CURVE_RMSE_LEVELS = (5, 250)  # levels over which curve errors are measured (issue 11)
 MID_GREY_DISPLAY = 0.461  # sRGB of 18 % grey: where auto-exposure puts a scene's log average
@@ -114,7 +114,7 @@ class ResponseCurve:
         return t
 
     def inverse(self, display: np.ndarray) -> np.ndarray:
-        """``f⁻¹`` of display values in [0, 1] (numerically, on a dense log grid)."""
+        """``f⁻¹`` of display values in [0, 1] (any shape; numerically, on a dense log grid)."""
         return np.interp(display, self(_DENSE), _DENSE)
 
     def log_inverse(self) -> np.ndarray:
@@ -228,7 +228,7 @@ def sample_curve(
 def _fitted_basis(components: int, samples: int, seed: int) -> tuple[Tensor, Tensor]:
     rng = np.random.default_rng(seed)
     curves = np.stack([sample_curve(rng, "train").log_inverse() for _ in range(samples)])
-    curves = curves.astype(np.float64) - curves[:, MID_LEVEL : MID_LEVEL + 1]
+    curves = normalised(curves.astype(np.float64))
     mean = curves.mean(axis=0)
     _, _, rows = np.linalg.svd(curves - mean, full_matrices=False)
     return torch.from_numpy(mean).float(), torch.from_numpy(rows[:components]).float()
@@ -259,6 +259,12 @@ def curve_rmse(estimate: Tensor, truth: Tensor) -> Tensor:
     difference = (estimate - truth)[..., low : high + 1]
     difference = difference - difference.mean(dim=-1, keepdim=True)
     return difference.pow(2).mean(dim=-1).sqrt()
+
+
+def normalised(g):
+    """``g − g(128)`` over the last axis (tensor or array, any leading shape): log inverse
+    responses are known up to a constant (an exposure scale); fixed here as ``g(128) = 0``."""
+    return g - g[..., MID_LEVEL : MID_LEVEL + 1]
 
 
 def srgb_log_inverse() -> Tensor:

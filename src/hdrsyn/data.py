@@ -40,14 +40,15 @@ LUMA = np.array(REC709_LUMA, np.float32)
 # Views
 # ---------------------------------------------------------------------------------------------
 def is_panorama(image: np.ndarray) -> bool:
-    """Equirectangular panoramas are twice as wide as high."""
+    """Equirectangular panoramas (``(H, W, 3)``) are twice as wide as high."""
     return image.shape[1] == 2 * image.shape[0]
 
 
 def perspective_view(
     panorama: np.ndarray, yaw: float, pitch: float, fov: float, size: int
 ) -> np.ndarray:
-    """A pinhole view of an equirectangular panorama (degrees; yaw 0 = the image centre).
+    """A pinhole view of an equirectangular panorama ``(H, 2H, 3)`` (degrees; yaw 0 = the
+    image centre).
 
     Returns:
         ``(size, size, 3)`` float32.
@@ -140,7 +141,8 @@ JPEG_QUALITY = (70, 98)  # inclusive range of JPEG qualities (docs/data.md)
 
 
 def quantise(display: np.ndarray) -> np.ndarray:
-    """8-bit quantisation of display values in [0, 1], returned as float32 multiples of 1/255."""
+    """8-bit quantisation of display values in [0, 1] (any shape), returned as float32
+    multiples of 1/255."""
     return (np.round(np.clip(display, 0, 1) * 255) / 255).astype(np.float32)
 
 

@@ -391,7 +391,8 @@ def write_hdr(
 def write_ldr(
     path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False, quality: int = 95
 ) -> None:
-    """Write an RGB image in [0, 1] as 8-bit PNG or JPEG (or 16-bit TIFF for ``.tif``)."""
+    """Write an ``(H, W, 3)`` RGB image in [0, 1] as 8-bit PNG or JPEG (or 16-bit TIFF for
+    ``.tif``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     image = _check_rgb(path, image)

@@ -25,7 +25,7 @@ MU = 5000.0  # μ of the μ-law HDR loss (paper; the official code uses 100)
 
 
 def l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error."""
+    """Mean absolute error of two tensors of one shape (e.g. (B, 3, H, W)); a scalar."""
     return (prediction - target).abs().mean()
 
 
@@ -53,7 +53,8 @@ def soft_histogram(image: Tensor, bins: int = 256) -> Tensor:
 
 def histogram_loss(prediction: Tensor, target: Tensor, bins: int = 256) -> Tensor:
     r"""Eq. 4's histogram term: :math:`\sum_l |cnt_l(\hat I) − cnt_l(I)| / N`, mean over images
-    and channels. 0 for equal histograms, at most 2 for disjoint ones."""
+    and channels, of two :math:`(B, C, H, W)` images in [0, 1]; a scalar. 0 for equal
+    histograms, at most 2 for disjoint ones."""
     difference = soft_histogram(prediction, bins) - soft_histogram(target, bins)
     return difference.abs().sum(dim=-1).mean()
 
@@ -136,6 +137,8 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, image: Tensor) -> list[Tensor]:
+        """``image`` (B, 3, H, W) in [0, 1] → [relu3_4 (B, 256, H/4, W/4), relu4_4
+        (B, 512, H/8, W/8)]."""
         x = (image - self.mean) / self.std
         taps = []
         for index, layer in enumerate(self.features):

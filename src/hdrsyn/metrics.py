@@ -35,7 +35,8 @@ ALIGN_MIN_PIXELS = 100  # fewer such pixels: align over all pixels
 
 
 def mu_law(radiance: Tensor, mu: float = 5000.0) -> Tensor:
-    r"""μ-law range compression :math:`\log(1 + μH) / \log(1 + μ)` of radiance in [0, 1]."""
+    r"""μ-law range compression :math:`\log(1 + μH) / \log(1 + μ)` of radiance in [0, 1]
+    (the paper's Eq. 7), any shape."""
     return torch.log1p(mu * radiance) / math.log1p(mu)
 
 
@@ -52,8 +53,8 @@ def ssim(prediction: Tensor, target: Tensor, peak: float = 1.0) -> Tensor:
 
 
 def ms_ssim(prediction: Tensor, target: Tensor, peak: float = 1.0) -> Tensor:
-    """MS-SSIM (Wang et al. 2003; 5 scales, the published weights) per image; both sides must
-    exceed 160 pixels, else NaN."""
+    """MS-SSIM (Wang et al. 2003; 5 scales, the published weights) of two :math:`(B, C, H, W)`
+    images, per image :math:`(B,)`; both sides must exceed 160 pixels, else NaN."""
     if min(prediction.shape[-2:]) <= 160:
         return prediction.new_full((prediction.shape[0],), math.nan)
     return _ms_ssim(prediction, target, data_range=peak, size_average=False)
@@ -68,7 +69,9 @@ def well_exposed(
 
 def align_scale(prediction: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
     """Scale each predicted radiance map by the one scalar that best matches the reference in
-    log space over ``mask`` (least squares: the mean log ratio), DESIGN.md §6."""
+    log space over ``mask`` (least squares: the mean log ratio), DESIGN.md §6.
+    ``prediction``, ``reference`` :math:`(B, 3, H, W)`, ``mask`` :math:`(B, 1, H, W)`; returns
+    the scaled prediction :math:`(B, 3, H, W)`."""
     ratio = torch.log(reference.clamp_min(1e-8)) - torch.log(prediction.clamp_min(1e-8))
     weights = mask.expand_as(ratio).to(ratio.dtype)
     count = weights.flatten(1).sum(dim=1).clamp_min(1)
@@ -106,14 +109,16 @@ def _relative(prediction: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
 
 def mu_psnr(aligned: Tensor, reference: Tensor, mu: float = 5000.0) -> Tensor:
     """μ-law PSNR (μ = 5000): both divided by the reference's maximum, the prediction clipped
-    to [0, 1], then PSNR of the μ-law codes (the paper's HDR loss, as a score)."""
+    to [0, 1], then PSNR of the μ-law codes (the paper's HDR loss, Eq. 7, as a score).
+    :math:`(B, 3, H, W)` each; :math:`(B,)` dB."""
     prediction, target = _relative(aligned, reference)
     return psnr(mu_law(prediction.clamp(0, 1), mu), mu_law(target, mu))
 
 
 def log_psnr(aligned: Tensor, reference: Tensor) -> Tensor:
     """PSNR of log10 radiance: both divided by the reference's maximum and floored at
-    :data:`LOG_FLOOR`, peak = the 5 decades between floor and maximum."""
+    :data:`LOG_FLOOR`, peak = the 5 decades between floor and maximum. :math:`(B, 3, H, W)`
+    each; :math:`(B,)` dB."""
     prediction, target = _relative(aligned, reference)
     floor = LOG_FLOOR
     return psnr(
@@ -125,7 +130,8 @@ def log_psnr(aligned: Tensor, reference: Tensor) -> Tensor:
 
 def pu21_encode(luminance_cd: Tensor) -> Tensor:
     """PU21 code of absolute luminance (cd/m², clamped to [0.005, 10000]), floored at 0:
-    about 0–600, with 100 cd/m² (SDR white) near 256."""
+    about 0–600, with 100 cd/m² (SDR white) near 256 (Mantiuk & Azimi 2021, with
+    Table 1's parameters). Any shape, elementwise."""
     p1, p2, p3, p4, p5, p6, p7 = PU21_PARAMETERS
     powered = luminance_cd.clamp(*PU21_RANGE).pow(p4)
     return (p7 * (((p1 + p2 * powered) / (1 + p3 * powered)).pow(p5) - p6)).clamp_min(0)
@@ -133,7 +139,8 @@ def pu21_encode(luminance_cd: Tensor) -> Tensor:
 
 def display_referred(aligned: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     """Display-referred cd/m²: both scaled so that the reference's 99.9th luminance
-    percentile is :data:`PEAK_LUMINANCE` (per image)."""
+    percentile is :data:`PEAK_LUMINANCE` (per image). :math:`(B, 3, H, W)` each, returned
+    in the same shapes."""
     level = luminance(reference).flatten(1).quantile(PEAK_PERCENTILE, dim=1)
     scale = (PEAK_LUMINANCE / level.clamp_min(1e-12)).view(-1, 1, 1, 1)
     return aligned * scale, reference * scale
@@ -156,7 +163,8 @@ def pu21_psnr(aligned: Tensor, reference: Tensor, mask: Tensor | None = None) ->
 
 
 def pu21_ssim(aligned: Tensor, reference: Tensor) -> Tensor:
-    """SSIM of PU21-encoded luminance, dynamic range PU21(1000)."""
+    """SSIM of PU21-encoded luminance, dynamic range PU21(1000). :math:`(B, 3, H, W)` each;
+    :math:`(B,)`."""
     prediction, target = display_referred(aligned, reference)
     codes = [pu21_encode(luminance(x)) for x in (prediction, target)]
     return ssim(*codes, peak=pu21_peak())
@@ -195,5 +203,6 @@ def hdr_metrics(prediction: Tensor, reference: Tensor, photo: Tensor) -> dict[st
 
 
 def hdr_psnr(prediction: Tensor, reference: Tensor, photo: Tensor) -> Tensor:
-    """PU21-PSNR under the protocol: the validation score of training."""
+    """PU21-PSNR under the protocol: the validation score of training. ``prediction``,
+    ``reference`` and ``photo`` :math:`(B, 3, H, W)`; :math:`(B,)` dB."""
     return pu21_psnr(protocol_align(prediction, reference, photo), reference)

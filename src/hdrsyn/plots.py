@@ -56,7 +56,8 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], height: int = 160
 
 
 def stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
-    """Stack contact-sheet rows of different widths, left-aligned on white, ``gap`` px apart."""
+    """Stack contact-sheet rows ``(h_i, w_i, 3)`` of different widths, left-aligned on white,
+    ``gap`` px apart; ``(Σ h_i + gaps, max w_i, 3)``."""
     width = max(row.shape[1] for row in rows)
     padded = [
         np.pad(row, ((0, gap), (0, width - row.shape[1]), (0, 0)), constant_values=1)

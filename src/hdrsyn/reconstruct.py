@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS
-from hdrsyn.curves import srgb_log_inverse
+from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import JPEG_SUFFIXES, read_ldr
 from hdrsyn.models import HDRSynthesizer, ModelConfig
@@ -191,8 +191,7 @@ def reconstruct(
         if curve == "edges":
             measured = calibrate(np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8))
         if measured is None:
-            measured = srgb_log_inverse()
-            measured = measured - measured[128]
+            measured = normalised(srgb_log_inverse())
         known = measured.to(device)[None]
     generated = model.generator(small, evs, known)
     evs_sorted = generated.evs.tolist()

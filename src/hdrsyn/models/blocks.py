@@ -100,6 +100,8 @@ class ConvGRU(nn.Module):
         self.candidate = nn.Conv2d(2 * channels, channels, kernel_size, padding=padding)
 
     def forward(self, x: Tensor, hidden: Tensor | None) -> Tensor:
+        """``x``, ``hidden`` (B, C, H, W) (None: zeros) → the new hidden state (B, C, H, W):
+        ``z, r = σ(W_g * [x, h])``, ``h̃ = tanh(W_c * [x, r ⊙ h])``, ``(1 − z) ⊙ h + z ⊙ h̃``."""
         if hidden is None:
             hidden = torch.zeros_like(x)
         update, reset = torch.sigmoid(self.gates(torch.cat([x, hidden], dim=1))).chunk(2, dim=1)

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hdrsyn.curves import LEVELS, MID_LEVEL, fit_basis
+from hdrsyn.curves import LEVELS, fit_basis, normalised
 
 INPUT_SIZE = 128  # the texture statistics see a copy of INPUT_SIZE² (statistics, not detail)
 HISTOGRAM_PIXELS = 512 * 512  # the level histograms see at most this many of the photo's pixels
@@ -130,4 +130,4 @@ class CurveNet(nn.Module):
             statistics = _statistics(photo.float())
         g = self.mean + self.head(statistics) @ self.basis
         g = g.cummax(dim=1).values  # a response is monotone
-        return g - g[:, MID_LEVEL : MID_LEVEL + 1]
+        return normalised(g)

@@ -99,7 +99,8 @@ class StepOutput:
 
 
 def image_logit(image: Tensor) -> Tensor:
-    """logit of an image in [0, 1], clamped to [ε, 1 − ε]: where exposure changes are shifts."""
+    """logit of an image in [0, 1] (any shape), clamped to [ε, 1 − ε]: where exposure changes
+    are shifts."""
     return torch.logit(image.clamp(_EPS, 1 - _EPS))
 
 
@@ -205,7 +206,8 @@ class StackOutput:
 
 
 def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Replicate-pad bottom and right to a multiple of ``multiple``; return the original size."""
+    """Replicate-pad an image ``(..., H, W)`` bottom and right to a multiple of ``multiple``;
+    return it and the original ``(H, W)``."""
     height, width = image.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
@@ -302,6 +304,8 @@ class HDRSynthesizer(nn.Module):
     def forward(
         self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS, curve: Tensor | None = None
     ) -> tuple[StackOutput, Tensor]:
+        """``image`` (B, 3, H, W) in [0, 1] → (the generated stack, radiance (B, 3, H, W) of
+        the HDR layer: Eq. 1 solve, Eq. 2 merge)."""
         generated = self.generator(image, evs, curve)
         return generated, merge_stack(generated, self.config)[0]
 

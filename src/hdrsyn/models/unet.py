@@ -45,7 +45,9 @@ class UNet(nn.Module):
     def forward(
         self, x: Tensor, condition: Tensor, hidden: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Returns ``(output logits, new GRU hidden state or None)``."""
+        """``x`` (B, in_channels, H, W), ``condition`` (B, 2), ``hidden`` (B, C, H/2^L, W/2^L)
+        or None. Returns ``(output logits (B, out_channels, H, W), new GRU hidden state or
+        None)``."""
         skips = []
         for block in self.encoder:
             x = block(x)

@@ -26,6 +26,9 @@ class StageObjective(nn.Module):
         self.generator, self.stage, self.weights, self.cobi = generator, stage, losses, cobi
 
     def forward(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """``batch``: a collated :class:`~hdrsyn.data.SyntheticStackDataset` batch (``input``
+        (B, 3, H, W), ``stack`` (B, 7, 3, H, W), ``evs`` (B, 7), ``radiance`` (B, 3, H, W),
+        ``inverse_crf`` (B, 3, 256)). Returns (the stage's weighted loss, its terms)."""
         if self.stage.kind == "joint":
             return self._joint(batch)
         if self.stage.kind == "curve":
