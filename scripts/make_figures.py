@@ -9,9 +9,11 @@ import numpy as np
 import torch
 
 from hdrsyn import load_model, merge_exposures, read_ldr, reconstruct, write_ldr
+from hdrsyn.baselines import linearised
 from hdrsyn.io import exposure_from_exif, write_bytes
-from hdrsyn.plots import contact_sheet, response_curve_png
-from hdrsyn.tonemap import display
+from hdrsyn.metrics import protocol_align
+from hdrsyn.plots import contact_sheet, response_curve_png, stack_rows
+from hdrsyn.tonemap import display, srgb_encode
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "interior"
@@ -40,6 +42,29 @@ def main() -> None:
     tiles = [images[3], *result.stack, hdr_shown.permute(1, 2, 0).numpy()]
     labels = ["input", *[f"generated EV {ev:+g}" for ev in result.evs], "HDR, tone-mapped"]
     write_ldr(IMAGES / "reconstruct_example.png", contact_sheet(tiles, labels, 110), overwrite=True)
+    before_after(images[3], result.radiance, radiance)
+
+
+def before_after(photo: np.ndarray, reconstructed: np.ndarray, merged: torch.Tensor) -> None:
+    """What an HDR file holds that the photo does not: the photo, hdrsyn's reconstruction from
+    it alone and the merge of the whole bracket, tone-mapped (top) and shown 3 stops darker
+    (bottom), where the photo's clipped window is flat grey and the HDR images keep its light."""
+    photo_t = torch.from_numpy(photo).permute(2, 0, 1)
+    linear = linearised(photo_t)
+    # one scale for all: each HDR image matched to the linearised photo on its well-exposed pixels
+    hdrs = [protocol_align(x[None], linear[None], photo_t[None])[0]
+            for x in (torch.from_numpy(reconstructed).permute(2, 0, 1), merged)]  # fmt: skip
+
+    def darker(x):
+        return srgb_encode((x / 8).clamp(0, 1)).permute(1, 2, 0).numpy()
+
+    top = [photo, *(display(x, like=hdrs[1]).permute(1, 2, 0).numpy() for x in hdrs)]
+    bottom = [darker(x) for x in (linear, *hdrs)]
+    names = ["the photo (8-bit JPEG)", "hdrsyn reconstruct, from the photo alone",
+             "merge of the 7-photo bracket"]  # fmt: skip
+    sheet = stack_rows([contact_sheet(top, [f"{n}, as shown" for n in names], 240),
+                        contact_sheet(bottom, [f"{n}, 3 stops darker" for n in names], 240)])
+    write_ldr(IMAGES / "before_after.png", sheet, overwrite=True)
 
 
 if __name__ == "__main__":
