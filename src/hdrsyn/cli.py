@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "folder, made if new, of NAME.png)")  # fmt: skip
     reconstruct.add_argument("--max-pixels", type=POSITIVE_INT, metavar="N",
                              help="the networks run on a copy of at most N pixels "
-                             "(default 262144 = 512²)")  # fmt: skip
+                             "(default 262144 = 512²; smaller is faster and slightly "
+                             "less accurate: docs/performance.md)")  # fmt: skip
     reconstruct.add_argument("--curve", choices=("auto", "edges", "srgb", "estimated"),
                              default="auto",
                              help="the photo's response curve: measured from its colour edges "
