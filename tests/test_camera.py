@@ -334,3 +334,41 @@ def test_table_lookup_is_indexing(dtype):
     stack = torch.randint(0, 256, (7, 3, 50), dtype=torch.uint8)
     levels = stack[:, 1]  # (7, 50), rows 150 apart
     torch.testing.assert_close(_take(table, levels), table[levels.long()], rtol=0, atol=0)
+
+
+def test_solve_is_the_least_squares_solution_of_eq1_written_densely():
+    """Eq. 1 as one dense least-squares problem in NumPy (data rows, g(128) = 0, λ·w·g'', and
+    the solver's 10⁻¹⁰ relative ridge), solved by lstsq, against the solver's scatter-built
+    normal equations."""
+    rng = np.random.default_rng(0)
+    exposures, n = 4, 30
+    evs = np.array([-2.0, -0.5, 1.0, 2.5])
+    stack = torch.from_numpy(rng.integers(0, 256, (1, exposures, 1, 6, 5), dtype=np.uint8))
+    index = torch.from_numpy(rng.choice(30, n, replace=False))[None, None]
+    g = solve_inverse_crf(stack, torch.tensor(evs)[None], smoothness=3.0, sample_index=index)
+    w = hat_weights(torch.float64).numpy()
+    z = stack.reshape(exposures, 30)[:, index[0, 0]].numpy().astype(int)  # (P, n)
+    rows, rhs = [], []
+    for s in range(n):
+        for j in range(exposures):
+            row = np.zeros(256 + n)
+            row[z[j, s]] += w[z[j, s]]
+            row[256 + s] -= w[z[j, s]]
+            rows.append(row)
+            rhs.append(w[z[j, s]] * evs[j] * math.log(2))
+    row = np.zeros(256 + n)
+    row[128] = 1.0
+    rows.append(row)
+    rhs.append(0.0)
+    for k in range(1, 255):
+        row = np.zeros(256 + n)
+        row[k - 1 : k + 2] = 3.0 * w[k] * np.array([1.0, -2.0, 1.0])
+        rows.append(row)
+        rhs.append(0.0)
+    rows, rhs = np.array(rows), np.array(rhs)
+    ridge = 1e-10 * max(1.0, (rows**2).sum(axis=0).max())  # the solver's relative ridge
+    rows = np.concatenate([rows, math.sqrt(ridge) * np.eye(256 + n)])
+    rhs = np.concatenate([rhs, np.zeros(256 + n)])
+    expected = np.linalg.lstsq(rows, rhs, rcond=None)[0][:256]
+    expected -= expected[128]
+    np.testing.assert_allclose(g[0, 0].numpy(), expected, atol=1e-6)

@@ -271,26 +271,30 @@ def solve_inverse_crf(
     index = sample_index.view(batch, 1, channels, n).expand(batch, exposures, channels, n)
     z = _levels(flat.gather(-1, index)).long()  # (B, P, C, N)
     z = z.permute(0, 2, 3, 1).reshape(systems, n * exposures)  # row r = sample r // P, image r % P
-    w = weights[z]
-    rows = torch.arange(n * exposures, device=device)
-    data = torch.zeros(systems, n * exposures, unknowns, dtype=torch.float64, device=device)
-    data.scatter_(2, z.unsqueeze(-1), w.unsqueeze(-1))
-    data[:, rows, LEVELS + rows // exposures] = -w
-    log_time = (evs * LN2).repeat_interleave(channels, dim=0)  # (B·C, P)
-    rhs = w * log_time.repeat(1, n)
-
-    fix = torch.zeros(1, unknowns, dtype=torch.float64, device=device)
-    fix[0, MID_LEVEL] = 1.0
-    inner = torch.arange(1, LEVELS - 1, device=device)
-    smooth = torch.zeros(LEVELS - 2, unknowns, dtype=torch.float64, device=device)
-    scale = smoothness * weights[inner]
-    smooth[inner - 1, inner - 1] = scale
-    smooth[inner - 1, inner] = -2 * scale
-    smooth[inner - 1, inner + 1] = scale
-    prior = torch.cat([fix, smooth])  # same rows for every system; right-hand side zero
-
-    normal = data.transpose(1, 2) @ data + prior.T @ prior
-    target = (data.transpose(1, 2) @ rhs.unsqueeze(-1)).squeeze(-1)
+    # The data rows of Eq. 1: row r (sample s = r // P, image j = r % P) holds w at column z_r
+    # (g of its level) and −w at column 256 + s (ln E_s), right-hand side w·EV_j·ln 2. Their
+    # normal equations AᵀA, Aᵀb are sums of w² over the rows, built by scatter-adds instead of
+    # materialising A (two nonzeros per row): a diagonal level block, a diagonal sample block
+    # and the level × sample block between them.
+    squared = weights[z].square()  # (S, R)
+    sample = torch.arange(n * exposures, device=device) // exposures
+    log_time = (evs * LN2).repeat_interleave(channels, dim=0).repeat(1, n)  # (S, R): EV_j ln 2
+    zeros = torch.zeros(systems, LEVELS, dtype=torch.float64, device=device)
+    cross = torch.zeros(systems, LEVELS * n, dtype=torch.float64, device=device)
+    cross = cross.scatter_add_(1, z * n + sample, -squared).view(systems, LEVELS, n)
+    normal = torch.zeros(systems, unknowns, unknowns, dtype=torch.float64, device=device)
+    normal[:, :LEVELS, :LEVELS] = _smoothness_normal(weights, smoothness)
+    normal[:, :LEVELS, :LEVELS].diagonal(dim1=1, dim2=2).add_(zeros.scatter_add(1, z, squared))
+    normal[:, :LEVELS, LEVELS:] = cross
+    normal[:, LEVELS:, :LEVELS] = cross.transpose(1, 2)
+    normal[:, LEVELS:, LEVELS:].diagonal(dim1=1, dim2=2).copy_(
+        squared.view(systems, n, exposures).sum(dim=2)
+    )
+    weighted = squared * log_time
+    target = torch.cat(
+        [zeros.scatter_add(1, z, weighted), -weighted.view(systems, n, exposures).sum(dim=2)],
+        dim=1,
+    )
     ridge = 1e-10 * normal.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1.0)
     normal = normal + ridge.view(-1, 1, 1) * torch.eye(unknowns, dtype=torch.float64, device=device)
     solution = _solve_normal_equations(normal, target)[:, :LEVELS]
@@ -298,6 +302,19 @@ def solve_inverse_crf(
     # the constant, and only softly (its weight 1 is tiny next to λ·w): make it exact.
     solution = normalised(solution)
     return solution.reshape(batch, channels, LEVELS)
+
+
+def _smoothness_normal(weights: Tensor, smoothness: float) -> Tensor:
+    """``PᵀP`` (256, 256) of Eq. 1's rows without data: ``g(128) = 0`` (weight 1) and
+    ``λ w(z) g''(z)`` for z = 1…254; their right-hand side is zero."""
+    inner = torch.arange(1, LEVELS - 1, device=weights.device)
+    rows = torch.zeros(LEVELS - 1, LEVELS, dtype=torch.float64, device=weights.device)
+    rows[0, MID_LEVEL] = 1.0
+    scale = smoothness * weights[inner]
+    rows[inner, inner - 1] = scale
+    rows[inner, inner] = -2 * scale
+    rows[inner, inner + 1] = scale
+    return rows.T @ rows
 
 
 def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
