@@ -269,3 +269,18 @@ def test_vgg_weights_errors(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(HdrsynError, match="bad.pth"):
         CoBiLoss(vgg_weights=tmp_path / "bad.pth")
+
+
+def test_canny_hysteresis_dilation_is_a_3x3_max_pool():
+    """The hysteresis' dilation (shifted ORs) equals a 3 × 3 max pool, borders included, and
+    canny_edges keeps weak edges only where they touch a strong one."""
+    from hdrsyn.edges import _dilated, canny_edges
+
+    torch.manual_seed(0)
+    mask = torch.rand(2, 1, 17, 23) > 0.9
+    expected = torch.nn.functional.max_pool2d(mask.float(), 3, 1, 1) > 0
+    assert torch.equal(_dilated(mask), expected)
+    image = torch.zeros(1, 3, 48, 48)
+    image[..., :, 24:] = 1.0  # one strong vertical edge
+    edges = canny_edges(image)
+    assert edges[0, 0, 8:40, 22:26].sum() > 0 and edges[0, 0, :, :16].sum() == 0
