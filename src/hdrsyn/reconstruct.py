@@ -115,6 +115,7 @@ def _levels_of(image: Tensor) -> Tensor | None:
 def _look_up(table: Tensor, levels: Tensor, out: Tensor) -> None:
     """``out[c] = table[levels[c]]`` for (3, H, W) uint8 ``levels``: OpenCV's LUT on the CPU
     (10× torch's indexing at 12 MP), indexing elsewhere."""
+    table = table.to(out.dtype).contiguous()  # OpenCV writes into dst only if the types match
     if out.device.type == "cpu":
         for channel in range(levels.shape[0]):
             cv2.LUT(levels[channel].numpy(), table.numpy(), dst=out[channel].numpy())
