@@ -161,3 +161,16 @@ def test_calibration_adam_is_torch_adam():
         theirs.grad = gradient.clone()
         reference.step()
     torch.testing.assert_close(ours, theirs.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_shipped_curve_bank_is_what_build_bank_computes():
+    """The package ships the bank (computing it costs about 1 s per process): it must be what
+    build_bank computes now (the basis compared through its span, whose signs LAPACK may flip)."""
+    from hdrsyn.calibration import _bank, build_bank
+
+    mean, basis, curves, coefficients = _bank()
+    fresh = build_bank()
+    torch.testing.assert_close(mean, fresh["mean"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(curves, fresh["curves"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(coefficients @ basis, fresh["coefficients"] @ fresh["basis"],
+                               atol=1e-4, rtol=0)  # fmt: skip

@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import functools
 import math
+from importlib import resources
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from hdrsyn.curves import fit_basis, normalised, sample_curve, srgb_log_inverse
@@ -113,18 +115,31 @@ def bend(g: Tensor, triplets: Tensor) -> Tensor:
     return (distance / edge.square().sum(-1) + FLOOR).log().mean(dim=1)
 
 
-@functools.lru_cache(maxsize=1)
-def _bank() -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(mean, basis, curves (K, 256), their coefficients (K, C)): sRGB first."""
+BANK_FILE = "tables/calibration-bank.safetensors"  # in the package: build_bank()'s output
+
+
+def build_bank() -> dict[str, Tensor]:
+    """The curve bank: ``mean`` (256,) and ``basis`` (C, 256) of :func:`fit_basis`, ``curves``
+    (K, 256) of the training family, sRGB first, and their ``coefficients`` (K, C). Computing
+    it takes about 1 s (thousands of curves inverted numerically), so the package ships it
+    (``python scripts/make_calibration_bank.py``; a test checks the two agree)."""
     mean, basis = fit_basis()
     rng = np.random.default_rng(0)
     curves = [srgb_log_inverse().numpy()] + [
         sample_curve(rng, "train").log_inverse() for _ in range(BANK_SIZE)
     ]
-    curves = torch.from_numpy(np.stack(curves)).float()
-    curves = normalised(curves)
+    curves = normalised(torch.from_numpy(np.stack(curves)).float())
     coefficients = (curves - mean) @ basis.T  # the basis rows are orthonormal
-    return mean, basis, curves, coefficients
+    return {"mean": mean, "basis": basis, "curves": curves, "coefficients": coefficients}
+
+
+@functools.lru_cache(maxsize=1)
+def _bank() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(mean, basis, curves, coefficients) of the shipped :func:`build_bank` file."""
+    bank = load_file(str(resources.files("hdrsyn") / BANK_FILE))
+    # copies in freshly allocated memory: matrix products on the loaded buffers round
+    # differently (alignment), which moved measured curves by up to 0.02 on some photos
+    return tuple(bank[k].clone() for k in ("mean", "basis", "curves", "coefficients"))
 
 
 def _curve(mean: Tensor, basis: Tensor, coefficients: Tensor) -> Tensor:
