@@ -341,3 +341,16 @@ def test_photo_weight_makes_the_photo_decide_its_well_exposed_pixels():
     assert ((plain / expected - 1).abs().mean() > 5 * (ratio - 1).abs().mean())
     with pytest.raises(HdrsynError, match="photo_weight"):
         ModelConfig(photo_weight=0.0)
+
+
+def test_cin_statistics_stay_float32_for_bfloat16_inputs():
+    """Under bf16 autocast the convs hand CIN bf16 maps: a mean rounded to bf16 (8 bits) would
+    swamp a small variance, so the statistics are taken in float32 (as nn.InstanceNorm2d's
+    kernels accumulate); the output keeps the input's dtype."""
+    torch.manual_seed(0)
+    norm = ConditionalInstanceNorm(4, "discrete")
+    x = (torch.randn(1, 4, 16, 16) * 0.05 + 10).bfloat16()  # mean ≫ std
+    out = norm(x, torch.tensor([[0.0, 1.0]]))
+    assert out.dtype == torch.bfloat16
+    expected = nn.functional.instance_norm(x.float(), eps=1e-5)
+    assert (out.float() - expected).abs().max() < 0.05  # bf16 output rounding only

@@ -48,12 +48,15 @@ class ConditionalInstanceNorm(nn.Module):
             step = torch.stack([condition[:, 1], condition[:, 1] - condition[:, 0]], dim=1)
             gamma, beta = self.mlp(step.to(x.dtype)).chunk(2, dim=1)
         # instance norm (biased variance, ε = 1e-5 as nn.InstanceNorm2d) with γ folded into the
-        # scale: one pass to normalise, and the input's memory format (channels_last) is kept
+        # scale: one pass to normalise, and the input's memory format (channels_last) is kept;
+        # in float32 under bf16 autocast (a mean rounded to bf16 would swamp a small variance)
+        dtype = x.dtype
+        x = x if dtype in (torch.float32, torch.float64) else x.float()
         mean = x.mean(dim=(2, 3), keepdim=True)
         centred = x - mean
         variance = centred.square().mean(dim=(2, 3), keepdim=True)
-        scale = gamma[:, :, None, None] * torch.rsqrt(variance + NORM_EPS)
-        return torch.addcmul(beta[:, :, None, None], centred, scale)
+        scale = gamma[:, :, None, None].to(x.dtype) * torch.rsqrt(variance + NORM_EPS)
+        return torch.addcmul(beta[:, :, None, None].to(x.dtype), centred, scale).to(dtype)
 
 
 class ConvBlock(nn.Module):
