@@ -74,6 +74,15 @@ POSITIVE = _number(float, 0.0, False, "a positive number")
 NON_NEGATIVE = _number(float, 0.0, True, "a number ≥ 0")
 
 
+def _add_max_boost(command: argparse.ArgumentParser) -> None:
+    """``--max-boost``, the HDR headroom of .jpg/.avif outputs (reconstruct and merge)."""
+    from hdrsyn.io import MAX_BOOST
+
+    command.add_argument("--max-boost", type=POSITIVE, default=MAX_BOOST, metavar="STOPS",
+                         help=".jpg/.avif output: headroom above SDR white in stops "
+                         f"(default {MAX_BOOST:g})")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hdrsyn",
@@ -116,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
-    reconstruct.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
-                             help=".jpg/.avif output: headroom above SDR white in stops "
-                             "(default 3)")  # fmt: skip
+    _add_max_boost(reconstruct)
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -136,9 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--align", action="store_true",
                        help="translate handheld brackets onto the middle image first "
                        "(OpenCV's AlignMTB)")  # fmt: skip
-    merge.add_argument("--max-boost", type=POSITIVE, default=3.0, metavar="STOPS",
-                       help=".jpg/.avif output: headroom above SDR white in stops "
-                       "(default 3)")  # fmt: skip
+    _add_max_boost(merge)
     merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
     merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")
     merge.add_argument("--smoothness", type=NON_NEGATIVE, default=10.0,
