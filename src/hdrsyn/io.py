@@ -200,6 +200,15 @@ def _is_ultrahdr(data: bytes) -> bool:
     return len(data) > 0 and bool(imagecodecs.ultrahdr_check(data))
 
 
+def _hdr_suffix(path: Path) -> str:
+    """The lower-case suffix of an HDR file this module reads and writes, or a refusal."""
+    suffix = path.suffix.lower()
+    if suffix not in HDR_OUTPUT_SUFFIXES:
+        raise HdrsynError(f"{path}: unknown HDR format; use one of "
+                          f"{', '.join(HDR_OUTPUT_SUFFIXES)}")  # fmt: skip
+    return suffix
+
+
 def read_hdr(path: str | os.PathLike) -> np.ndarray:
     """Read an OpenEXR, Radiance ``.hdr`` or PFM radiance map, an Ultra HDR JPEG (its base
     image and gain map decoded to linear radiance by libultrahdr) or an HDR AVIF (BT.2100 PQ,
@@ -209,10 +218,7 @@ def read_hdr(path: str | os.PathLike) -> np.ndarray:
         RGB radiance of shape ``(H, W, 3)``, ``float32``, finite; negative values are set to 0.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in HDR_OUTPUT_SUFFIXES:
-        raise HdrsynError(f"{path}: unknown HDR format; use one of "
-                          f"{', '.join(HDR_OUTPUT_SUFFIXES)}")  # fmt: skip
+    suffix = _hdr_suffix(path)
     data = _read_bytes(path)
     if suffix in ULTRAHDR_SUFFIXES:
         image = _decode_ultrahdr(path, data)
@@ -359,10 +365,7 @@ def write_hdr(
         max_boost: Ultra HDR / AVIF headroom in stops (ignored by the other formats).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in HDR_OUTPUT_SUFFIXES:
-        raise HdrsynError(f"{path}: unknown HDR format; use one of "
-                          f"{', '.join(HDR_OUTPUT_SUFFIXES)}")  # fmt: skip
+    suffix = _hdr_suffix(path)
     image = _check_rgb(path, image)
     if not np.isfinite(image).all():
         raise HdrsynError(f"{path}: refusing to write NaN or infinite radiance")
