@@ -327,13 +327,16 @@ def test_normal_equations_fall_back_to_least_squares_when_cholesky_fails(monkeyp
 def test_table_lookup_is_indexing(dtype):
     """The merge's table lookup (OpenCV's LUT for float32/float64 on the CPU, torch otherwise)
     is plain indexing, on strided rows of a stack as the merge passes them."""
-    from hdrsyn.camera import _take
+    from hdrsyn.camera import look_up
 
     torch.manual_seed(0)
     table = torch.randn(256, dtype=dtype)
     stack = torch.randint(0, 256, (7, 3, 50), dtype=torch.uint8)
     levels = stack[:, 1]  # (7, 50), rows 150 apart
-    torch.testing.assert_close(_take(table, levels), table[levels.long()], rtol=0, atol=0)
+    torch.testing.assert_close(look_up(table, levels), table[levels.long()], rtol=0, atol=0)
+    out = torch.empty(7, 50, dtype=dtype)
+    assert look_up(table, levels, out) is out
+    torch.testing.assert_close(out, table[levels.long()], rtol=0, atol=0)
 
 
 def test_solve_is_the_least_squares_solution_of_eq1_written_densely():

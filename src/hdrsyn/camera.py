@@ -62,7 +62,7 @@ def _segments(z: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         ``(upper, fraction, nearest)``: the uint8 level ``k`` whose segment ``(k − 1, k]`` holds
         ``Z = 255·z`` (clamped to [0, 255]), ``Z − k`` in (−1, 0] (``None`` for uint8 input,
         whose levels are exact), and the nearest uint8 level for the weights; tables are read
-        at these levels with :func:`_take`.
+        at these levels with :func:`look_up`.
     """
     if z.dtype == torch.uint8:
         return z, None, z
@@ -75,14 +75,21 @@ def _segments(z: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
 _LUT_DTYPES = (torch.float32, torch.float64)  # what OpenCV's LUT takes of ours
 
 
-def _take(table: Tensor, levels: Tensor) -> Tensor:
-    """``table[levels]`` for a (256,) table and uint8 levels (any shape): OpenCV's LUT on the
-    CPU (3–10× torch's indexing; the merge's hot loop), ``take`` elsewhere. No gradient flows
-    to ``table`` (the merge's backward differentiates with respect to the images only)."""
+def look_up(table: Tensor, levels: Tensor, out: Tensor | None = None) -> Tensor:
+    """``table[levels]`` for a (256,) table and uint8 levels (any shape), written into ``out``
+    if given: OpenCV's LUT on the CPU for float32/float64 tables and levels of at most two
+    dimensions (3–10× torch's indexing; the merge's hot loop, reconstruct's full-size prior),
+    ``take`` elsewhere. No gradient flows to ``table`` (the merge's backward differentiates
+    with respect to the images only)."""
+    table = table.detach() if out is None else table.detach().to(out.dtype)
     if levels.device.type == "cpu" and levels.dim() <= 2 and table.dtype in _LUT_DTYPES:
-        table = table.detach().contiguous()
-        return torch.from_numpy(cv2.LUT(levels.numpy(), table.numpy()))
-    return table.take(levels.long())
+        table = table.contiguous()
+        if out is None:
+            return torch.from_numpy(cv2.LUT(levels.numpy(), table.numpy()))
+        cv2.LUT(levels.numpy(), table.numpy(), dst=out.numpy())  # dst: same type and shape
+        return out
+    values = table.take(levels.long())
+    return values if out is None else out.copy_(values)
 
 
 class _MergeDebevec(torch.autograd.Function):
@@ -106,11 +113,11 @@ class _MergeDebevec(torch.autograd.Function):
         for b, c, part, z in _chunks(stack):
             table = inverse_crf[b, c]
             upper, fraction, nearest = _segments(z)
-            log_exposure = _take(table, upper)
+            log_exposure = look_up(table, upper)
             if fraction is not None:
-                log_exposure.addcmul_(fraction, _take(_slopes(table), upper))
+                log_exposure.addcmul_(fraction, look_up(_slopes(table), upper))
             log_exposure.sub_(log_time[b].view(exposures, 1))
-            weight = _take(weights, nearest) * exposure_weights[b].view(exposures, 1)
+            weight = look_up(weights, nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             merged = (weight * log_exposure).sum(dim=0).div_(total)
             clipped = total == 0
@@ -131,7 +138,7 @@ class _MergeDebevec(torch.autograd.Function):
         grad_flat = grad_output.reshape(batch, channels, height * width)
         for b, c, part, z in _chunks(stack):
             upper, _, nearest = _segments(z)
-            weight = _take(weights, nearest) * exposure_weights[b].view(exposures, 1)
+            weight = look_up(weights, nearest) * exposure_weights[b].view(exposures, 1)
             total = weight.sum(dim=0)
             clipped = total == 0
             share = weight / torch.where(clipped, torch.ones_like(total), total)
@@ -140,7 +147,7 @@ class _MergeDebevec(torch.autograd.Function):
                 share[:, clipped] = 0
                 share[choice[clipped], clipped.nonzero()[:, 0]] = 1
             inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
-            slope = _take(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
+            slope = look_up(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
             grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
         return grad_stack, None, None, None, None, None
 

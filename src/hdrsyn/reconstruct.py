@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
-from hdrsyn.camera import DEFAULT_EVS
+from hdrsyn.camera import DEFAULT_EVS, look_up
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import JPEG_SUFFIXES, read_ldr
@@ -110,17 +110,6 @@ def _levels_of(image: Tensor) -> Tensor | None:
             return None
         levels[:, channel] = scaled
     return levels
-
-
-def _look_up(table: Tensor, levels: Tensor, out: Tensor) -> None:
-    """``out[c] = table[levels[c]]`` for (3, H, W) uint8 ``levels``: OpenCV's LUT on the CPU
-    (10× torch's indexing at 12 MP), indexing elsewhere."""
-    table = table.to(out.dtype).contiguous()  # OpenCV writes into dst only if the types match
-    if out.device.type == "cpu":
-        for channel in range(levels.shape[0]):
-            cv2.LUT(levels[channel].numpy(), table.numpy(), dst=out[channel].numpy())
-    else:
-        out.copy_(table[levels.int()])
 
 
 def _upsampled(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -212,7 +201,9 @@ def reconstruct(
                 out.copy_(prior_logit(image, stops, prior, curve)[0])
             else:  # an 8-bit photo: the prior is a function of the level, one table per EV
                 values = _LEVEL_VALUES.to(image).expand(1, 3, 1, 256)  # one curve for R, G, B
-                _look_up(prior_logit(values, stops, prior, curve)[0, 0, 0], levels[0], out)
+                table = prior_logit(values, stops, prior, curve)[0, 0, 0]
+                for channel in range(3):  # planes: OpenCV's LUT on the CPU (camera.look_up)
+                    look_up(table, levels[0, channel], out[channel])
             out.add_(_upsampled(shift[0], (height, width))).sigmoid_()
         del levels  # before the merge, the peak of memory
     else:
