@@ -94,48 +94,60 @@ class TrainConfig:
         return asdict(self)
 
 
-# the smallest value each numeric key may take (inclusive), and the largest where one exists
-LIMITS: dict[str, tuple[float, float | None]] = {
-    "global_base": (1, None), "global_levels": (1, None), "local_base": (1, None),
-    "local_levels": (1, None), "refine_base": (1, None), "refine_levels": (1, None),
-    "max_width": (1, None), "size": (8, None), "batch_size": (1, None), "val_views": (1, None),
-    "workers": (0, None), "srgb_share": (0, 1), "lr": (0, None), "weight_decay": (0, None),
-    "steps": (0, None), "val_every": (1, None), "checkpoint_every": (1, None),
-    "keep_checkpoints": (1, None), "l1": (0, None), "histogram": (0, None), "edge": (0, None),
-    "hdr": (0, None), "cobi": (0, None), "highlight": (0, None), "curve": (0, None),
-    "mu": (0, None), "seed": (0, None),
+# each numeric key's range: (lowest, highest or None, whether the lowest itself is excluded)
+LIMITS: dict[str, tuple[float, float | None, bool]] = {
+    "global_base": (1, None, False), "global_levels": (1, None, False),
+    "local_base": (1, None, False), "local_levels": (1, None, False),
+    "refine_base": (1, None, False), "refine_levels": (1, None, False),
+    "max_width": (1, None, False), "size": (8, None, False), "batch_size": (1, None, False),
+    "val_views": (1, None, False), "workers": (0, None, False), "srgb_share": (0, 1, False),
+    "lr": (0, None, True), "weight_decay": (0, None, False), "steps": (0, None, False),
+    "val_every": (1, None, False), "checkpoint_every": (1, None, False),
+    "keep_checkpoints": (1, None, False), "l1": (0, None, False),
+    "histogram": (0, None, False), "edge": (0, None, False), "hdr": (0, None, False),
+    "cobi": (0, None, False), "highlight": (0, None, False), "curve": (0, None, False),
+    "mu": (0, None, True), "seed": (0, None, False),
 }  # fmt: skip
 # keys where 0 means "take the default" ([[stages]] batch_size, lr) or a weight is off
 ZERO_ALLOWED = {"StageConfig": {"batch_size", "lr"}}
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# annotation (as written in the dataclasses) → the check of a value
+_TYPE_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list[str]": _is_strings,
+    "str | list[str]": lambda v: isinstance(v, str) or _is_strings(v),
+    "tuple[float, float]": lambda v: isinstance(v, tuple) and len(v) == 2
+    and all(map(_is_number, v)),
+}  # fmt: skip
+
+
 def _type_error(name: str, value, hint: str) -> str | None:
     """Why ``value`` does not fit the annotation ``hint`` (a string), or None."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    checks = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": number,
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
-        "str | list[str]": isinstance(value, str)
-        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
-        "tuple[float, float]": isinstance(value, tuple) and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value),
-    }  # fmt: skip
-    if checks.get(hint, True):
+    if _TYPE_CHECKS.get(hint, lambda v: True)(value):
         return None
     return f"{name} = {value!r}: expected {hint.replace('tuple[float, float]', 'two numbers')}"
 
 
 def _range_error(kind_name: str, name: str, value) -> str | None:
-    if name not in LIMITS or not isinstance(value, int | float) or isinstance(value, bool):
+    if name not in LIMITS or not _is_number(value):
         return None
-    low, high = LIMITS[name]
+    low, high, excluded = LIMITS[name]
     if value == 0 and name in ZERO_ALLOWED.get(kind_name, ()):
         return None
-    if name in ("lr", "mu") and value <= 0:
-        return f"{name} = {value}: must be positive"
+    if excluded and value <= low:
+        return f"{name} = {value}: must be {'positive' if low == 0 else f'> {low}'}"
     if value < low or (high is not None and value > high):
         span = f"≥ {low}" if high is None else f"in [{low}, {high}]"
         return f"{name} = {value}: must be {span}"
