@@ -180,6 +180,20 @@ def _positive_or(value, default: float) -> float:
     return number if number > 0 and math.isfinite(number) else default
 
 
+def read_weights(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """A safetensors file's tensors and metadata (``{}`` if it has none), or a one-line refusal
+    naming the file (safetensors raises several error types for missing or bad files)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except Exception as error:
+        raise HdrsynError(f"{path}: not a readable safetensors file ({error})") from None
+
+
 def is_hdr_file(path: str | os.PathLike) -> bool:
     """An OpenEXR, Radiance, PFM or AVIF file by its suffix (an AVIF's colour signalling is
     checked when it is read), or a JPEG that holds an Ultra HDR gain map (its bytes are checked

@@ -19,15 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS, look_up
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import JPEG_SUFFIXES, read_ldr
+from hdrsyn.io import JPEG_SUFFIXES, read_ldr, read_weights
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
@@ -70,12 +68,7 @@ def load_model(model: str | os.PathLike = "small", device: str | torch.device = 
         if not path.is_file():
             known = ", ".join(shipped_models()) or "none shipped"
             raise HdrsynError(f"{path}: no such weights file (shipped models: {known})")
-    try:
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except Exception as error:  # safetensors raises several types for bad files
-        raise HdrsynError(f"{path}: not a readable safetensors file ({error})") from None
+    state, metadata = read_weights(path)
     if "model" not in metadata:
         raise HdrsynError(f"{path}: no model config in its metadata (not an hdrsyn weights file)")
     config = ModelConfig(**json.loads(metadata["model"]))

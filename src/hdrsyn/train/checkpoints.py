@@ -77,16 +77,13 @@ def export_weights(checkpoint: str | os.PathLike, output: str | os.PathLike, *, 
     """Copy a run's (latest), a checkpoint's or a weights file's generator weights into a
     standalone safetensors file (float16 by
     default: half the size; :func:`hdrsyn.load_model` computes in float32)."""
-    from safetensors import safe_open
     from safetensors.torch import save as save_bytes
 
-    from hdrsyn.io import check_writable, write_bytes
+    from hdrsyn.io import check_writable, read_weights, write_bytes
 
     source = weights_file(checkpoint)
     check_writable(output, overwrite, (".safetensors",))
-    with safe_open(str(source), "pt") as handle:
-        metadata = handle.metadata()
-    state = load_file(str(source))
+    state, metadata = read_weights(source)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     write_bytes(output, save_bytes(state, metadata=metadata), overwrite=overwrite)

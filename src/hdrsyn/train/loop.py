@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
@@ -18,9 +17,8 @@ from tqdm import tqdm
 
 from hdrsyn.data import SyntheticStackDataset
 from hdrsyn.errors import HdrsynError
-from hdrsyn.losses import (
-    CoBiLoss,
-)
+from hdrsyn.io import read_weights
+from hdrsyn.losses import CoBiLoss
 from hdrsyn.models import StackGenerator
 from hdrsyn.train.checkpoints import checkpoints_of, load_checkpoint, save_checkpoint
 from hdrsyn.train.config import DataConfig, StageConfig, TrainConfig, load_config
@@ -234,13 +232,8 @@ def _batch_size(stage: StageConfig, data: DataConfig) -> int:
 def _load_init(generator: StackGenerator, init) -> None:
     """Start from another model's weights. Sub-nets the file lacks (e.g. the curve estimator
     of a model trained before it existed) keep their initialisation; anything else must fit."""
-    path = Path(init)
-    if not path.is_file():
-        raise HdrsynError(f"{path}: no such weights file (--init)")
-    try:
-        weights = load_file(str(path))
-    except Exception as error:  # safetensors raises several types for bad files
-        raise HdrsynError(f"{path}: not a readable safetensors file ({error})") from None
+    path = Path(init)  # train() has checked that it is a file, before making the run
+    weights, _ = read_weights(path)
     try:
         result = generator.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
     except RuntimeError as error:
