@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-import cv2
 import numpy as np
 import torch
 
 from hdrsyn.calibration import calibrate
 from hdrsyn.curves import CURVE_FAMILIES, curve_rmse, srgb_log_inverse
-from hdrsyn.data import HELD_OUT, SyntheticStackDataset
+from hdrsyn.data import HELD_OUT, SyntheticStackDataset, jpeg_compressed
 from hdrsyn.reconstruct import load_model
 
 SHARED = "../shared/data/"
@@ -40,11 +39,8 @@ def samples(split: str, views: int, size: int):
 
 
 def jpeg(photo: torch.Tensor, quality: int) -> torch.Tensor:
-    levels = np.round(photo.permute(1, 2, 0).numpy() * 255).astype(np.uint8)[..., ::-1]
-    _, encoded = cv2.imencode(".jpg", np.ascontiguousarray(levels),
-                              [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
-    return torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1)
+    compressed = jpeg_compressed(photo.permute(1, 2, 0).numpy(), quality)
+    return torch.from_numpy(compressed).permute(2, 0, 1)
 
 
 @torch.no_grad()

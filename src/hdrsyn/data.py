@@ -263,12 +263,17 @@ class SyntheticStackDataset(Dataset):
             exposure = exposure + sigma * rng.standard_normal(exposure.shape).astype(np.float32)
         photo = quantise(curve(exposure))
         if self.jpeg and rng.random() < JPEG_SHARE:
-            quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
-            pixels = cv2.cvtColor(np.round(photo * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-            _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # OpenCV's JPEG codec is BGR
-            photo = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+            photo = jpeg_compressed(photo, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
         return photo
+
+
+def jpeg_compressed(photo: np.ndarray, quality: int) -> np.ndarray:
+    """An ``(H, W, 3)`` photo in [0, 1] saved as a JPEG of ``quality`` and read back (OpenCV's
+    codec, 4:2:0), float32."""
+    pixels = cv2.cvtColor(np.round(photo * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # OpenCV's JPEG codec is BGR
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
 
 
 # ---------------------------------------------------------------------------------------------
