@@ -182,6 +182,32 @@ def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_cin_backward_written_out_equals_autograd_of_torch_instance_norm():
+    """CIN's hand-written backward against autograd through nn.functional.instance_norm, on a
+    channels_last map with an offset mean, for the input and the step tables."""
+    torch.manual_seed(0)
+    norm = ConditionalInstanceNorm(6, "discrete")
+    with torch.no_grad():
+        norm.gamma.normal_()
+        norm.beta.normal_()
+    x = (torch.randn(2, 6, 9, 7) * 3 + 5).contiguous(memory_format=torch.channels_last)
+    condition = torch.tensor([[0.0, 2.0], [2.0, 3.0]])
+    weights = torch.randn(2, 6, 9, 7)
+
+    def gradients(function):
+        inputs = [x.clone().requires_grad_(), norm.gamma, norm.beta]
+        return torch.autograd.grad((function(inputs[0]) * weights).sum(), inputs)
+
+    def reference(z):
+        slots = [1, 2]
+        normalised = nn.functional.instance_norm(z, eps=1e-5)
+        return norm.gamma[slots, :, None, None] * normalised + norm.beta[slots, :, None, None]
+
+    pairs = zip(gradients(lambda z: norm(z, condition)), gradients(reference), strict=True)
+    for ours, expected in pairs:
+        torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
+
+
 def test_conv_block_with_a_skip_is_the_conv_of_the_concatenation():
     torch.manual_seed(0)
     block = ConvBlock(5 + 3, 4, "discrete")
