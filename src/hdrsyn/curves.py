@@ -329,11 +329,14 @@ def reexpose(image: Tensor, stops: Tensor, g: Tensor) -> Tensor:
     whole map is piecewise linear in the input. It is tabulated on a grid of
     :data:`CELLS_PER_LEVEL` cells per level (the decoding's knots fall on cell edges) and read by
     linear interpolation; the few pixels in cells that hold a knot of the encoding (about 6 %)
-    take the two-step path.
+    take the two-step path. Other devices take the two-step path everywhere (finding those
+    pixels would wait on the device).
 
     Args:
         image: :math:`(B, C, H, W)` in [0, 1]; stops: :math:`(B,)`; g: :math:`(B, 256)`.
     """
+    if image.device.type != "cpu":
+        return _reexpose_pointwise(image, stops, g)
     rows, unflatten = _rows(image)
     batch, cells = rows.shape[0], (LEVELS - 1) * CELLS_PER_LEVEL
     grid = torch.arange(cells + 1, device=image.device, dtype=image.dtype) / cells
