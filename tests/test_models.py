@@ -208,6 +208,30 @@ def test_cin_backward_written_out_equals_autograd_of_torch_instance_norm():
         torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
 
 
+def test_in_place_inference_path_gives_the_same_values_and_leaves_inputs_alone():
+    """Without autograd, CIN (``overwrite``) and Swish work in place on the block's own maps:
+    bit for bit the values of the autograd path, and the block's input and skip untouched."""
+    torch.manual_seed(0)
+    block = ConvBlock(3, 5, "discrete")
+    with torch.no_grad():
+        for norm in block.norms:
+            norm.gamma.normal_()
+            norm.beta.normal_()
+    x = torch.randn(2, 3, 8, 6).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(2, 2, 8, 6)
+    block.conv1 = nn.Conv2d(5, 5, 3, padding=1)  # takes x (3) and the skip (2)
+    condition = torch.tensor([[0.0, 1.0], [1.0, 2.0]])
+    inputs = x.clone(), skip.clone()
+    expected = block(x, condition, skip=skip)
+    with torch.no_grad():
+        ours = block(x, condition, skip=skip)
+        norm = block.norms[0]
+        y = torch.randn(2, 5, 4, 4)
+        assert torch.equal(norm(y.clone(), condition, overwrite=True), norm(y, condition))
+    assert torch.equal(ours, expected.detach())
+    assert torch.equal(x, inputs[0]) and torch.equal(skip, inputs[1])
+
+
 def test_conv_block_with_a_skip_is_the_conv_of_the_concatenation():
     torch.manual_seed(0)
     block = ConvBlock(5 + 3, 4, "discrete")
