@@ -2,11 +2,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hdrsyn.allocator import keep_freed_memory
 from hdrsyn.camera import merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_hdr, read_ldr, write_hdr, write_ldr
 from hdrsyn.reconstruct import load_model, reconstruct
 from hdrsyn.tonemap import tonemap_reinhard
+
+keep_freed_memory()  # glibc: reuse freed maps instead of faulting in fresh pages (allocator.py)
 
 try:
     __version__ = version("hdrsyn")
