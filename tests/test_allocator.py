@@ -13,14 +13,14 @@ glibc = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
 
-# a 20 MB map made and freed six times: page faults of the last five
+# a 20 MB map made and freed ten times: page faults of the last nine
 REPEATED_MAP_FAULTS = """
 import resource, sys
 if sys.argv[1] == "hdrsyn":
     import hdrsyn
 import torch
 faults = []
-for _ in range(6):
+for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     map = torch.empty(5 << 20)
     map.fill_(1)
@@ -40,10 +40,11 @@ def _faults(mode: str) -> int:
 @glibc
 def test_a_freed_map_is_reused_without_faulting_in_fresh_pages():
     """Without hdrsyn, glibc gives each 20 MB map back to the kernel and faults in its 5120
-    pages again for the next (measured: every time); after importing hdrsyn the maps after the
-    first reuse its pages."""
-    assert _faults("plain") > 10000
-    assert _faults("hdrsyn") < 1000
+    pages again for the next (measured: 7 to 8 of the 9); after importing hdrsyn the maps reuse
+    the first one's pages (measured: 0 or 1 of the 9 fault, when a small allocation has
+    split the freed block)."""
+    assert _faults("plain") > 6 * 5120
+    assert _faults("hdrsyn") < 2.5 * 5120
 
 
 @glibc

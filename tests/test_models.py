@@ -404,3 +404,24 @@ def test_cin_statistics_stay_float32_for_bfloat16_inputs():
     assert out.dtype == torch.bfloat16
     expected = nn.functional.instance_norm(x.float(), eps=1e-5)
     assert (out.float() - expected).abs().max() < 0.05  # bf16 output rounding only
+
+
+def test_upsampling_by_transposed_conv_is_bilinear_interpolation():
+    """The decoder's large-map path (a transposed conv) against ``interpolate``: values and
+    gradients, odd sides, both layouts; a size other than twice goes to ``interpolate``."""
+    from hdrsyn.models.unet import upsampled
+
+    torch.manual_seed(0)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 16, 101, 87).contiguous(memory_format=layout).requires_grad_()
+        assert x.numel() >= 1 << 18  # the transposed-conv path
+        ours = upsampled(x, (202, 174))
+        expected = nn.functional.interpolate(x, size=(202, 174), mode="bilinear")
+        torch.testing.assert_close(ours, expected, atol=2e-6, rtol=0)
+        weights = torch.randn_like(expected)
+        ours_grad = torch.autograd.grad((ours * weights).sum(), x)[0]
+        expected_grad = torch.autograd.grad((expected * weights).sum(), x)[0]
+        torch.testing.assert_close(ours_grad, expected_grad, atol=2e-5, rtol=0)
+    odd = torch.randn(1, 64, 64, 80)
+    expected = nn.functional.interpolate(odd, size=(129, 160), mode="bilinear")
+    torch.testing.assert_close(upsampled(odd, (129, 160)), expected)

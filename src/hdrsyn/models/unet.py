@@ -58,8 +58,25 @@ class UNet(nn.Module):
             hidden = self.gru(x, hidden)
             x = hidden
         for block, skip in zip(self.decoder, reversed(skips), strict=True):
-            x = nn.functional.interpolate(
-                x, size=skip.shape[-2:], mode="bilinear", align_corners=False
-            )
-            x = block(x, condition, skip=skip)  # conv of the concatenation [x, skip]
+            x = block(upsampled(x, skip.shape[-2:]), condition, skip=skip)  # conv of [x, skip]
         return self.head(x), hidden if self.gru is not None else None
+
+
+_BILINEAR_TAPS = (0.25, 0.75, 0.75, 0.25)  # weights of bilinear ×2 (pixel centres aligned)
+_LARGE = 1 << 18  # elements from which the transposed conv is the faster (docs/performance.md)
+
+
+def upsampled(x: Tensor, size) -> Tensor:
+    """Bilinear upsampling of (B, C, H, W) to ``size``, pixel centres aligned
+    (``align_corners=False``, edges replicated). A large map doubled in size goes through a
+    per-channel transposed convolution of stride 2 with the 4 × 4 bilinear kernel over the
+    edge-padded map: the same values within 1e-6, and 1.5× (forward) to 2.5× (forward and
+    backward) faster than ``interpolate`` on the CPU at the full-resolution level of a
+    reconstruction; other maps go through ``interpolate``."""
+    height, width = x.shape[-2:]
+    if x.numel() < _LARGE or tuple(size) != (2 * height, 2 * width):
+        return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    taps = x.new_tensor(_BILINEAR_TAPS)
+    kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 4, 4)
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    return nn.functional.conv_transpose2d(padded, kernel, stride=2, padding=3, groups=x.shape[1])
