@@ -459,7 +459,8 @@ def merge_exposures(
         stack.contiguous(), inverse_crf, log_time, weights, fallback_index,
         exposure_weights.contiguous(),
     )  # fmt: skip
-    radiance = log_radiance.exp()
+    # in place when no gradient is recorded: a 12 MP radiance is a 144 MB map
+    radiance = log_radiance.exp() if log_radiance.requires_grad else log_radiance.exp_()
     if not batched:
         return radiance[0], inverse_crf[0]
     return radiance, inverse_crf

@@ -105,12 +105,13 @@ def _levels_of(image: Tensor) -> Tensor | None:
     return levels
 
 
-def _upsampled(image: Tensor, size: tuple[int, int]) -> Tensor:
+def _upsampled(image: Tensor, size: tuple[int, int], out: Tensor | None = None) -> Tensor:
     """(C, h, w) → (C, *size), bilinear with pixel centres aligned (``align_corners=False``);
-    OpenCV's resize on the CPU (7× torch's at 12 MP; equal within 3e-4), torch's elsewhere."""
+    OpenCV's resize on the CPU (7× torch's at 12 MP; equal within 3e-4) into ``out`` if
+    given, torch's elsewhere."""
     if image.device.type != "cpu":
         return nn.functional.interpolate(image[None], size=size, mode="bilinear")[0]
-    out = image.new_empty(image.shape[0], *size)
+    out = image.new_empty(image.shape[0], *size) if out is None else out
     for channel in range(image.shape[0]):
         cv2.resize(image[channel].contiguous().numpy(), size[::-1], dst=out[channel].numpy(),
                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
@@ -183,6 +184,9 @@ def reconstruct(
         prior, curve = model.config.prior, generated.inverse_crf
         stack = torch.empty(1, len(evs_sorted), 3, height, width, device=device)
         levels = _levels_of(image)
+        # one buffer for every EV on the CPU: 12 MP planes are above glibc's mmap threshold, so
+        # a new one each time would fault in 144 MB again
+        upsampled = image.new_empty(image.shape[1:]) if device.type == "cpu" else None
         for index, ev in enumerate(evs_sorted):  # one exposure at a time: bounded memory
             out = stack[0, index]  # (3, H, W), filled in place: no full-size temporaries
             if ev == 0:
@@ -197,8 +201,8 @@ def reconstruct(
                 table = prior_logit(values, stops, prior, curve)[0, 0, 0]
                 for channel in range(3):  # planes: OpenCV's LUT on the CPU (camera.look_up)
                     look_up(table, levels[0, channel], out[channel])
-            out.add_(_upsampled(shift[0], (height, width))).sigmoid_()
-        del levels  # before the merge, the peak of memory
+            out.add_(_upsampled(shift[0], (height, width), upsampled)).sigmoid_()
+        del levels, upsampled  # before the merge, the peak of memory
     else:
         stack = generated.stack
     radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
