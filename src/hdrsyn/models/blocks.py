@@ -49,11 +49,7 @@ class ConditionalInstanceNorm(nn.Module):
         else:
             step = torch.stack([condition[:, 1], condition[:, 1] - condition[:, 0]], dim=1)
             gamma, beta = self.mlp(step.to(x.dtype)).chunk(2, dim=1)
-        if overwrite and not torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64):
-            x.sub_(x.mean(dim=(2, 3), keepdim=True))  # the ops of _InstanceNorm.forward
-            rstd = torch.rsqrt(x.square().mean(dim=(2, 3), keepdim=True) + NORM_EPS)
-            return torch.addcmul(beta[:, :, None, None], x, gamma[:, :, None, None] * rstd, out=x)
-        return _InstanceNorm.apply(x, gamma, beta)
+        return _InstanceNorm.apply(x, gamma, beta, overwrite and not torch.is_grad_enabled())
 
 
 class _InstanceNorm(torch.autograd.Function):
@@ -61,18 +57,23 @@ class _InstanceNorm(torch.autograd.Function):
     variance, ε = 1e-5 as nn.InstanceNorm2d) with the scale folded in, written out so that it
     keeps the input's memory format (channels_last), and with its backward pass written out too
     (five passes over the map instead of autograd's nine: 2–3× faster on the CPU). Statistics in
-    float32 under bf16 autocast: a mean rounded to bf16 would swamp a small variance."""
+    float32 under bf16 autocast: a mean rounded to bf16 would swamp a small variance.
+    ``in_place`` (only without a backward pass): a float32/float64 ``x`` is overwritten."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, in_place: bool = False) -> Tensor:
         dtype = x.dtype
+        in_place = in_place and dtype in (torch.float32, torch.float64)
         x = x if dtype in (torch.float32, torch.float64) else x.float()
-        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        centred = x.sub_(mean) if in_place else x - mean
         rstd = torch.rsqrt(centred.square().mean(dim=(2, 3), keepdim=True) + NORM_EPS)
         scale = gamma[:, :, None, None].to(x.dtype) * rstd
         ctx.save_for_backward(centred, rstd, scale)
         ctx.dtypes = dtype, gamma.dtype, beta.dtype
-        return torch.addcmul(beta[:, :, None, None].to(x.dtype), centred, scale).to(dtype)
+        beta = beta[:, :, None, None].to(x.dtype)
+        out = centred if in_place else None
+        return torch.addcmul(beta, centred, scale, out=out).to(dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -89,6 +90,7 @@ class _InstanceNorm(torch.autograd.Function):
             grad_x.to(x_dtype),
             (projected * rstd)[:, :, 0, 0].to(gamma_dtype),
             grad_beta[:, :, 0, 0].to(beta_dtype),
+            None,
         )
 
 
