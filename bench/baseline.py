@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextlib.contextmanager
 def checkout(revision: str) -> Iterator[Path]:
-    """The ``src`` folder of ``revision`` in a temporary worktree, removed afterwards."""
+    """The ``src`` folder of ``revision`` in a temporary worktree, removed afterwards; a
+    folder that holds ``hdrsyn`` (e.g. ``git archive REV src`` unpacked, for a machine
+    without the repository's history) is used as it is."""
+    if (Path(revision) / "hdrsyn").is_dir():
+        yield Path(revision).resolve()
+        return
     with tempfile.TemporaryDirectory(prefix="hdrsyn-baseline-") as folder:
         tree = Path(folder) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",

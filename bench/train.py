@@ -3,6 +3,7 @@
     python bench/train.py                          # small, 128², batch 4, CPU
     python bench/train.py --baseline d418c39       # the same, against that revision, in turns
     python bench/train.py --presets small paper --size 256 --batch 16 --device cuda
+    python bench/train.py --size 256 --batch 16 --device cuda --graph --baseline d418c39
 
 Times optimizer steps of the real objective (hdrsyn.train.StageObjective: losses, the HDR layer,
 CoBi on RGB patches) on fixed synthetic batches from ../shared/data/hdr, after --warmup steps;
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 
 import torch
 from baseline import checkout, run_child
@@ -26,26 +28,41 @@ def measure(args) -> list[dict]:
     from hdrsyn.models import PRESETS, StackGenerator
     from hdrsyn.train import LossConfig, StageConfig, StageObjective
 
+    try:
+        from hdrsyn.train.graph import TrainingStep, to_device
+    except ImportError:  # a revision before it (--baseline): the loop's step of then
+        TrainingStep = to_device = None
     torch.manual_seed(0)
     data = SyntheticStackDataset(args.data, size=args.size, length=args.batch, seed=0)
     batch = torch.utils.data.default_collate([data[i] for i in range(args.batch)])
-    batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if to_device is None:
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    else:
+        batch = to_device(batch, args.device)
     cobi = CoBiLoss().to(args.device)
+    graph = args.graph and TrainingStep is not None and args.device.startswith("cuda")
+    warmup = max(args.warmup, 4) if graph else args.warmup  # TrainingStep captures at step 4
     rows = []
     for name in args.presets:
-        generator = StackGenerator(PRESETS[name]).to(args.device)
-        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-5)
+        config = PRESETS["small"]
+        if name == "shipped":  # the shipped model's (docs/model-card.md)
+            config = replace(config, prior="estimated", merge="estimated", photo_weight=1024.0)
+        elif name != "small":
+            config = PRESETS[name]
+        generator = StackGenerator(config).to(args.device)
+        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-5, capturable=graph)
         for kind in args.stages:
             objective = StageObjective(generator, StageConfig(kind, kind, 1), LossConfig(), cobi)
-            for index in range(args.warmup + args.steps):
-                if index == args.warmup:
+            if TrainingStep is not None:
+                step = TrainingStep(objective, optimizer, amp=args.amp, graph=graph)
+            else:
+                step = _old_step(objective, optimizer, args.amp)
+            for index in range(warmup + args.steps):
+                if index == warmup:
                     if args.device.startswith("cuda"):
                         torch.cuda.synchronize()
                     start = time.perf_counter()
-                loss, _ = objective(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                step(batch)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             rows.append({"preset": name, "stage": kind,
@@ -53,9 +70,24 @@ def measure(args) -> list[dict]:
     return rows
 
 
+def _old_step(objective, optimizer, amp: bool):
+    def step(batch):
+        device = batch["input"].device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = objective(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["small"], choices=("small", "paper"))
+    parser.add_argument("--presets", nargs="+", default=["small"],
+                        choices=("small", "paper", "shipped"),
+                        help="presets, or the shipped model's config (small, estimated prior "
+                        "and merge, photo weight 1024)")  # fmt: skip
     parser.add_argument("--stages", nargs="+", default=["global", "local", "joint"],
                         choices=("global", "local", "joint"))  # fmt: skip
     parser.add_argument("--size", type=int, default=128)
@@ -63,16 +95,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (training's on CUDA)")
+    parser.add_argument("--graph", action="store_true",
+                        help="the step as a CUDA graph (hdrsyn.train.TrainingStep)")  # fmt: skip
     parser.add_argument("--data", default="../shared/data/hdr")
-    parser.add_argument("--baseline", metavar="REV", help="git revision to compare against")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="git revision to compare against (or a folder with its hdrsyn)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="turns with --baseline (default 2)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args)))
         return
-    print(f"torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, "
-          f"{args.size}², batch {args.batch}")  # fmt: skip
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"torch {torch.__version__}, {args.device} ({device}), threads "
+          f"{torch.get_num_threads()}, {args.size}², batch {args.batch}, amp {args.amp}, "
+          f"graph {args.graph}")  # fmt: skip
     if not args.baseline:
         rows = measure(args)
         print("| preset | stage | it/s | s/it | ratio |")

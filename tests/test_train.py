@@ -88,8 +88,12 @@ def test_committed_configs_are_valid():
 def test_no_curve_ablation_differs_from_small_only_where_marked():
     small = load_config(ROOT / "configs" / "small.toml").to_dict()
     ablation = load_config(ROOT / "configs" / "ablations" / "no-curve.toml").to_dict()
-    changed = {f"{section}.{key}" for section in ("model", "data", "optim", "loss", "run")
-               for key in small[section] if small[section][key] != ablation[section][key]}
+    changed = {
+        f"{section}.{key}"
+        for section in ("model", "data", "optim", "loss", "run")
+        for key in small[section]
+        if small[section][key] != ablation[section][key]
+    }
     assert changed == {"model.prior", "model.merge", "data.workers"}  # fmt: skip
     joint = [s for s in small["stages"] if s["kind"] == "joint"]
     assert [s for s in ablation["stages"]] == joint  # the same joint stage, no curve stage
@@ -348,3 +352,138 @@ def test_each_stack_stage_learns_a_fixed_batch(hdr_folder, kind):
         loss.backward()
         optimizer.step()
     assert objective(batch)[0].item() < 0.9 * first
+
+
+def _stage_batch(folder, size=16, count=2, seed=0) -> dict:
+    data = SyntheticStackDataset(folder, size=size, length=count, seed=seed)
+    return torch.utils.data.default_collate([data[i] for i in range(count)])
+
+
+def test_data_edges_are_computed_once_per_batch_as_each_step_would():
+    """with_edges: Canny of the padded photo (the generator's own first edges) and of every
+    exposure (Eq. 5's targets), the same maps as per-image calls, kept when present."""
+    from hdrsyn.edges import canny_edges
+    from hdrsyn.models.stacknet import pad_to
+
+    generator = StackGenerator(ModelConfig(**TINY))
+    objective = StageObjective(generator, StageConfig("joint", "joint", 1), LossConfig(), None)
+    batch = _stage_batch(ROOT / "tests" / "data", size=24)
+    edges = objective.with_edges(batch)
+    padded = pad_to(batch["input"], generator.config.multiple)[0]
+    assert torch.equal(edges["input_edges"], canny_edges(padded))
+    for index in range(batch["stack"].shape[1]):
+        expected = canny_edges(batch["stack"][:, index])
+        assert torch.equal(edges["stack_edges"][:, index], expected)
+    assert edges["stack_edges"].sum() > 0
+    assert objective.with_edges(edges) is edges
+
+
+@pytest.mark.parametrize("prior", ["srgb", "estimated"])
+def test_training_step_is_the_loops_former_step(hdr_folder, prior):
+    """TrainingStep (eager, as on the CPU) makes the same updates as objective, zero_grad,
+    backward, centralisation and Adam written out; the EVs stay on the host."""
+    from hdrsyn.losses import CoBiLoss
+    from hdrsyn.train import TrainingStep, to_device
+
+    batches = [_stage_batch(hdr_folder, seed=seed) for seed in (0, 1)]
+    assert to_device(batches[0], "cpu")["evs"] is batches[0]["evs"]
+    merge = "estimated" if prior == "estimated" else "solve"
+    config = ModelConfig(**TINY, prior=prior, merge=merge)
+    models = []
+    for use_step in (True, False):
+        torch.manual_seed(0)
+        generator = StackGenerator(config)
+        objective = StageObjective(generator, StageConfig("joint", "joint", 1), LossConfig(),
+                                   CoBiLoss())  # fmt: skip
+        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+        step = TrainingStep(objective, optimizer, centralize=True)
+        for batch in batches:
+            if use_step:
+                loss, _ = step(to_device(batch, "cpu"))
+            else:
+                loss, _ = objective(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                centralize_gradients(generator)
+                optimizer.step()
+        models.append(generator.state_dict())
+    for key, value in models[0].items():
+        torch.testing.assert_close(value, models[1][key], rtol=0, atol=0)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+SHIPPED = {"prior": "estimated", "merge": "estimated", "photo_weight": 1024.0}
+
+
+@CUDA
+def test_cuda_training_step_never_waits_for_the_device():
+    """Nothing in a step of the shipped model's config (forward, backward, Adam) reads the
+    device from the host: the CPU runs ahead of the GPU. (With the Eq. 1 solve, the check for
+    a failed Cholesky factorisation waits once per step, except in a captured graph.)"""
+    options = SHIPPED
+    from hdrsyn.losses import CoBiLoss
+    from hdrsyn.models import PRESETS
+    from hdrsyn.train import TrainingStep, to_device
+
+    config = ModelConfig(**{**PRESETS["small"].to_dict(), **options})
+    generator = StackGenerator(config).cuda()
+    objective = StageObjective(generator, StageConfig("joint", "joint", 1), LossConfig(),
+                               CoBiLoss().cuda())  # fmt: skip
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-5, capturable=True)
+    step = TrainingStep(objective, optimizer, amp=True)
+    batch = objective.with_edges(to_device(_stage_batch(ROOT / "tests" / "data", 64), "cuda"))
+    step(batch)  # first use: lazy initialisations may wait
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@CUDA
+@pytest.mark.parametrize("options", [{}, SHIPPED], ids=["small", "shipped"])
+def test_cuda_graph_step_matches_the_eager_step(options):
+    """The step captured as a CUDA graph and replayed on new batches gives the eager step's
+    losses and weights (within float32 reordering)."""
+    from hdrsyn.losses import CoBiLoss
+    from hdrsyn.models import PRESETS
+    from hdrsyn.train import TrainingStep, to_device
+
+    config = ModelConfig(**{**PRESETS["small"].to_dict(), **options})
+    batches = [to_device(_stage_batch(ROOT / "tests" / "data", 64, seed=s), "cuda")
+               for s in range(5)]  # fmt: skip
+    results = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        generator = StackGenerator(config).cuda()
+        start = torch.cat([p.detach().flatten() for p in generator.parameters()])
+        objective = StageObjective(generator, StageConfig("joint", "joint", 1), LossConfig(),
+                                   CoBiLoss().cuda())  # fmt: skip
+        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=True)
+        step = TrainingStep(objective, optimizer, graph=graph, centralize=True, warmup=2)
+        losses = [step(batch)[0].item() for batch in batches]
+        if graph:
+            assert step.graph is not None and not step.eager
+        moved = torch.cat([p.detach().flatten() for p in generator.parameters()]) - start
+        results.append((losses, moved))
+    (eager_losses, eager_moved), (graph_losses, graph_moved) = results
+    np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-3)  # each batch's own loss
+    # the same updates, up to Adam's sign flips of near-zero gradients (atomics' order)
+    assert torch.nn.functional.cosine_similarity(graph_moved, eager_moved, dim=0) > 0.99
+    assert graph_moved.norm().item() == pytest.approx(eager_moved.norm().item(), rel=0.02)
+
+
+@CUDA
+def test_cuda_training_run_replays_each_stage_as_a_graph(hdr_folder, tmp_path):
+    """train() on one GPU: every stage long enough is captured (a failed capture raises),
+    the losses it logs are finite and the run resumes from its checkpoint."""
+    values = tiny_config(hdr_folder)
+    for stage in values["stages"]:
+        stage["steps"] = 6  # 3 eager warm-up steps, the capture, replays
+    config = config_from_dict(values)
+    train(tmp_path / "run", config, device="cuda", stop_after=9)
+    train(tmp_path / "run", resume=True, device="cuda")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert len(losses) == 18 and np.isfinite(losses).all()

@@ -121,9 +121,10 @@ class _MergeDebevec(torch.autograd.Function):
             total = weight.sum(dim=0)
             merged = (weight * log_exposure).sum(dim=0).div_(total)
             clipped = total == 0
-            if clipped.any():
-                choice = _fallback_choice(nearest, fallback_index[b], clipped)
-                merged[clipped] = log_exposure.gather(0, choice.unsqueeze(0))[0, clipped]
+            if _may_hold(clipped):
+                choice = _fallback_choice(nearest, fallback_index[b])
+                fallback = log_exposure.gather(0, choice.unsqueeze(0))[0]
+                merged = torch.where(clipped, fallback, merged)
             log_radiance[b, c, part] = merged
         return log_radiance.view(batch, channels, height, width)
 
@@ -142,10 +143,10 @@ class _MergeDebevec(torch.autograd.Function):
             total = weight.sum(dim=0)
             clipped = total == 0
             share = weight / torch.where(clipped, torch.ones_like(total), total)
-            if clipped.any():
-                choice = _fallback_choice(nearest, fallback_index[b], clipped)
-                share[:, clipped] = 0
-                share[choice[clipped], clipped.nonzero()[:, 0]] = 1
+            if _may_hold(clipped):  # the fallback exposure takes the whole gradient
+                choice = _fallback_choice(nearest, fallback_index[b])
+                chosen = torch.arange(exposures, device=z.device).unsqueeze(1) == choice
+                share = torch.where(clipped, chosen.to(share.dtype), share)
             inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
             slope = look_up(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
             grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
@@ -175,11 +176,18 @@ def _slopes(table: Tensor) -> Tensor:
     return slopes
 
 
-def _fallback_choice(nearest: Tensor, shortest_longest: Tensor, clipped: Tensor) -> Tensor:
-    """Exposure used where all are clipped: the shortest if it is bright, else the longest."""
-    shortest, longest = shortest_longest[0], shortest_longest[1]
-    bright = nearest[shortest] >= MID_LEVEL
-    return torch.where(bright, shortest, longest)
+def _may_hold(mask: Tensor) -> bool:
+    """Whether a boolean mask may hold a True: read on the CPU, where that costs nothing, and
+    assumed elsewhere, where reading it would wait for the device (and cannot be captured in a
+    CUDA graph); the code it guards must then be right for an all-False mask too."""
+    return mask.device.type != "cpu" or bool(mask.any())
+
+
+def _fallback_choice(nearest: Tensor, shortest_longest: Tensor) -> Tensor:
+    """Exposure used where all are clipped: the shortest if it is bright, else the longest
+    (per pixel; ``nearest`` (P, n) levels, ``shortest_longest`` (2,) exposure indices)."""
+    bright = nearest.index_select(0, shortest_longest[:1])[0] >= MID_LEVEL
+    return torch.where(bright, shortest_longest[0], shortest_longest[1])
 
 
 def _levels(z: Tensor) -> Tensor:
@@ -262,7 +270,8 @@ def solve_inverse_crf(
     """
     batch, exposures, channels, height, width = stack.shape
     device = stack.device
-    weights = (hat_weights() if weights is None else weights).to(device, torch.float64)
+    weights = hat_weights(device=device) if weights is None else weights
+    weights = weights.to(device, torch.float64)
     evs = evs.to(device, torch.float64)
     if sample_index is None:
         reference = evs.argsort(dim=1)[:, exposures // 2]
@@ -316,7 +325,7 @@ def _smoothness_normal(weights: Tensor, smoothness: float) -> Tensor:
     ``λ w(z) g''(z)`` for z = 1…254; their right-hand side is zero."""
     inner = torch.arange(1, LEVELS - 1, device=weights.device)
     rows = torch.zeros(LEVELS - 1, LEVELS, dtype=torch.float64, device=weights.device)
-    rows[0, MID_LEVEL] = 1.0
+    rows[0, MID_LEVEL].fill_(1.0)  # not `= 1.0`: that copies from the host
     scale = smoothness * weights[inner]
     rows[inner, inner - 1] = scale
     rows[inner, inner] = -2 * scale
@@ -328,14 +337,20 @@ def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
     """Solve the batched symmetric positive definite systems ``normal x = target`` by Cholesky
     factorisation; a system whose factorisation fails (not numerically positive definite) is
     solved by least squares instead. (A general LU solve raised "pivots must be ≥ 1" once on
-    CPU with two threads, issue 12.)
+    CPU with two threads, issue 12.) While a CUDA graph is being captured the choice cannot
+    depend on the values: a failed system's solution is NaN there, so that the loss shows it.
 
     Args:
         normal: :math:`(S, N, N)`; target: :math:`(S, N)`.
     """
     factor, info = torch.linalg.cholesky_ex(normal)
-    solution = torch.cholesky_solve(target.unsqueeze(-1), factor).squeeze(-1)
+    # L Lᵀ x = b as two triangular solves: cholesky_solve runs batches through MAGMA on CUDA,
+    # which cannot be captured in a CUDA graph (cuBLAS's batched trsm can)
+    half = torch.linalg.solve_triangular(factor, target.unsqueeze(-1), upper=False)
+    solution = torch.linalg.solve_triangular(factor.mT, half, upper=True).squeeze(-1)
     failed = info != 0
+    if normal.is_cuda and torch.cuda.is_current_stream_capturing():
+        return solution.masked_fill(failed.unsqueeze(1), math.nan)
     if failed.any():
         fallback = torch.linalg.lstsq(normal[failed], target[failed].unsqueeze(-1)).solution
         solution[failed] = fallback.squeeze(-1)
@@ -345,7 +360,7 @@ def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
 _RANGE_SLACK = 1e-3  # float stacks may stray this far outside [0, 1] (resampling overshoot)
 
 
-def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
+def _as_batch(stack: Tensor, evs, check: bool) -> tuple[Tensor, Tensor, bool]:
     if not isinstance(stack, Tensor):
         raise HdrsynError(f"stack: expected a torch.Tensor, got {type(stack).__name__}")
     batched = stack.dim() == 5
@@ -355,7 +370,7 @@ def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
         )
     if not (stack.dtype == torch.uint8 or stack.is_floating_point()):
         raise HdrsynError(f"stack: expected uint8 levels or floats in [0, 1], got {stack.dtype}")
-    if stack.is_floating_point() and stack.numel():
+    if check and stack.is_floating_point() and stack.numel():
         low, high = torch.aminmax(stack.detach())
         if not (torch.isfinite(low) and torch.isfinite(high)):
             raise HdrsynError("stack: holds NaN or infinite values")
@@ -376,9 +391,9 @@ def _as_batch(stack: Tensor, evs) -> tuple[Tensor, Tensor, bool]:
         raise HdrsynError(f"evs: {evs.shape[-1]} exposure values given for {exposures} images")
     if evs.shape[0] != stack.shape[0]:
         raise HdrsynError(f"evs: {evs.shape[0]} rows given for a batch of {stack.shape[0]} stacks")
-    if not torch.isfinite(evs).all():
+    if check and not torch.isfinite(evs).all():
         raise HdrsynError("evs: exposure values must be finite")
-    if (evs.sort(dim=1).values.diff(dim=1) == 0).any():
+    if check and (evs.sort(dim=1).values.diff(dim=1) == 0).any():
         raise HdrsynError("evs: two images have the same exposure value")
     return stack, evs, batched
 
@@ -392,6 +407,7 @@ def merge_exposures(
     weights: Tensor | None = None,
     n_samples: int | None = None,
     exposure_weights: Tensor | Sequence[float] | None = None,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     r"""Merge a bracketed exposure stack into radiance: Eq. 1 solve, then Eq. 2, differentiably.
 
@@ -414,6 +430,10 @@ def merge_exposures(
         exposure_weights: :math:`(P,)` or :math:`(B, P)` positive factors on each image's
             ``w(Z)`` in Eq. 2 (default all 1, Eq. 2 as printed): e.g. a measured photo among
             generated exposures, whose error is far smaller, weighs more (docs/hdr-layer.md).
+        check: read the values (the stack's range, distinct finite EVs, positive exposure
+            weights) and refuse bad ones. Each check waits for the device, and none can run in
+            a captured CUDA graph: ``False`` skips them, for stacks a model made (shapes and
+            dtypes are always checked).
 
     Returns:
         ``(radiance, inverse_crf)``: radiance :math:`(3, H, W)` or :math:`(B, 3, H, W)` and
@@ -426,7 +446,7 @@ def merge_exposures(
         >>> radiance.shape, g.shape
         (torch.Size([3, 32, 32]), torch.Size([3, 256]))
     """
-    stack, evs, batched = _as_batch(stack, evs)
+    stack, evs, batched = _as_batch(stack, evs, check)
     batch, exposures = stack.shape[:2]
     dtype = stack.dtype if stack.is_floating_point() else torch.float32
     if inverse_crf is None:
@@ -443,7 +463,8 @@ def merge_exposures(
                 f"got {tuple(inverse_crf.shape)}"
             )
     inverse_crf = inverse_crf.to(dtype).contiguous()
-    weights = (hat_weights() if weights is None else weights).to(stack.device, dtype)
+    weights = hat_weights(dtype, stack.device) if weights is None else weights
+    weights = weights.to(stack.device, dtype)
     log_time = (evs * LN2).to(dtype)
     fallback_index = torch.stack([evs.argmin(dim=1), evs.argmax(dim=1)], dim=1)
     if exposure_weights is None:
@@ -451,7 +472,8 @@ def merge_exposures(
     exposure_weights = torch.as_tensor(exposure_weights, dtype=dtype, device=stack.device)
     if exposure_weights.dim() == 1:
         exposure_weights = exposure_weights.unsqueeze(0).expand(batch, -1)
-    if exposure_weights.shape != (batch, exposures) or not (exposure_weights > 0).all():
+    positive = not check or bool((exposure_weights > 0).all())
+    if exposure_weights.shape != (batch, exposures) or not positive:
         raise HdrsynError(
             f"exposure_weights: {exposures} positive factors (or {batch} rows of them) needed"
         )

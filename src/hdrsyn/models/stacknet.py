@@ -256,10 +256,16 @@ class StackGenerator(nn.Module):
         return up, down
 
     def forward(
-        self, image: Tensor, evs: Sequence[float] = DEFAULT_EVS, curve: Tensor | None = None
+        self,
+        image: Tensor,
+        evs: Sequence[float] = DEFAULT_EVS,
+        curve: Tensor | None = None,
+        edge: Tensor | None = None,
     ) -> StackOutput:
         """``image``: (B, 3, H, W) in [0, 1], any size; ``curve``: a known ``g`` (B, 256) of
-        the photo's camera to use instead of the estimate (models with ``prior = "estimated"``).
+        the photo's camera to use instead of the estimate (models with ``prior = "estimated"``);
+        ``edge``: the photo's Canny edges if the caller has them,
+        ``canny_edges(pad_to(image, config.multiple)[0])`` (training computes them per batch).
         """
         up, down = self._chains(evs)
         if curve is not None and self.curve_net is None:
@@ -270,14 +276,14 @@ class StackGenerator(nn.Module):
         curve = None if inverse_crf is None else inverse_crf.detach()
         padded, (height, width) = pad_to(image, self.config.multiple)
         padded = padded.contiguous(memory_format=torch.channels_last)
-        first_edge = canny_edges(padded)
+        first_edge = canny_edges(padded) if edge is None else edge
         results: dict[float, Tensor] = {0.0: padded}
         steps = []
         for net, chain in ((self.stop_up, up), (self.stop_down, down)):
             current, edge, previous = padded, first_edge, 0.0
             state: dict[str, Tensor | None] = {}
             for target in chain:
-                condition = padded.new_tensor([previous, target]).expand(padded.shape[0], 2)
+                condition = filled(padded, [previous, target]).expand(padded.shape[0], 2)
                 output = net(current, edge, condition, state, curve)
                 steps.append((previous, target, output))
                 current, previous = output.image, target
@@ -290,7 +296,13 @@ class StackGenerator(nn.Module):
                 value = getattr(output, name)
                 if value is not None:
                     setattr(output, name, value[..., :height, :width])
-        return StackOutput(stack, image.new_tensor(ordered), steps, inverse_crf)
+        return StackOutput(stack, filled(image, ordered), steps, inverse_crf)
+
+
+def filled(like: Tensor, values: Sequence[float]) -> Tensor:
+    """A (len(values),) tensor on ``like``'s device and dtype, filled there: ``new_tensor``
+    copies from the host, which waits for the device and cannot be captured in a CUDA graph."""
+    return torch.stack([like.new_full((), value) for value in values])
 
 
 class HDRSynthesizer(nn.Module):
@@ -311,17 +323,19 @@ class HDRSynthesizer(nn.Module):
 
 
 def merge_stack(
-    generated: StackOutput, config: ModelConfig, stack: Tensor | None = None
+    generated: StackOutput, config: ModelConfig, stack: Tensor | None = None, *, check=True
 ) -> tuple[Tensor, Tensor]:
     """``(radiance (B, 3, H, W), g (B, 3, 256))`` of a generated stack (or of ``stack``, e.g.
-    its full-resolution version) through the HDR layer, with the curve ``config.merge`` names."""
+    its full-resolution version) through the HDR layer, with the curve ``config.merge`` names;
+    ``check``: as :func:`~hdrsyn.camera.merge_exposures`'s (training skips the value checks,
+    which wait for the device)."""
     stack = generated.stack if stack is None else stack
     curve = None
     if config.merge == "estimated":
         curve = generated.inverse_crf.detach().unsqueeze(1).expand(-1, 3, -1)
     exposure_weights = torch.where(generated.evs == 0, config.photo_weight, 1.0)
     return merge_exposures(stack, generated.evs, inverse_crf=curve,
-                           exposure_weights=exposure_weights)  # fmt: skip
+                           exposure_weights=exposure_weights, check=check)  # fmt: skip
 
 
 def parameter_count(module: nn.Module) -> int:

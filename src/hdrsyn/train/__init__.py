@@ -10,12 +10,14 @@ Stages, each a number of steps from the config file:
   the radiance that the differentiable HDR layer merges from the generated stack (Eq. 6).
 
 Plain PyTorch: one loop, Adam with gradient centralisation, DistributedDataParallel under
-``torchrun`` (gloo on CPU, nccl on CUDA), bf16 autocast on CUDA (the HDR layer stays float32).
+``torchrun`` (gloo on CPU, nccl on CUDA), bf16 autocast on CUDA (the HDR layer stays float32),
+and on one GPU each stage's step captured as a CUDA graph (:mod:`~hdrsyn.train.graph`).
 Samples are a pure function of their index, and a run is a pure function of its config and
 seed, so ``--resume`` after a kill reaches the same weights as an uninterrupted run on CPU.
 
 Modules: :mod:`~hdrsyn.train.config` (the schema), :mod:`~hdrsyn.train.objective` (the losses
-of each stage), :mod:`~hdrsyn.train.loop` (:func:`train`), :mod:`~hdrsyn.train.validation`,
+of each stage), :mod:`~hdrsyn.train.graph` (:class:`TrainingStep`: one step, eager or as a
+CUDA graph), :mod:`~hdrsyn.train.loop` (:func:`train`), :mod:`~hdrsyn.train.validation`,
 :mod:`~hdrsyn.train.checkpoints` (and :func:`export_weights`).
 """
 
@@ -35,6 +37,7 @@ from hdrsyn.train.config import (
     config_from_dict,
     load_config,
 )
+from hdrsyn.train.graph import TrainingStep, to_device
 from hdrsyn.train.loop import train
 from hdrsyn.train.objective import StageObjective, centralize_gradients
 from hdrsyn.train.validation import validate
@@ -47,12 +50,14 @@ __all__ = [
     "StageConfig",
     "StageObjective",
     "TrainConfig",
+    "TrainingStep",
     "centralize_gradients",
     "config_from_dict",
     "export_weights",
     "load_checkpoint",
     "load_config",
     "save_checkpoint",
+    "to_device",
     "train",
     "validate",
     "weights_file",

@@ -74,6 +74,7 @@ class RunConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     amp: bool = True  # bf16 autocast on CUDA
+    cuda_graph: bool = True  # capture each stage's step as a CUDA graph (one GPU; graph.py)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
@@ -22,7 +21,8 @@ from hdrsyn.losses import CoBiLoss
 from hdrsyn.models import StackGenerator
 from hdrsyn.train.checkpoints import checkpoints_of, load_checkpoint, save_checkpoint
 from hdrsyn.train.config import DataConfig, StageConfig, TrainConfig, load_config
-from hdrsyn.train.objective import StageObjective, centralize_gradients
+from hdrsyn.train.graph import TrainingStep, to_device
+from hdrsyn.train.objective import StageObjective
 from hdrsyn.train.validation import validate
 
 
@@ -124,11 +124,13 @@ def train(
     torch.manual_seed(config.run.seed)
     generator = StackGenerator(config.model).to(context.device)
     cobi = cobi.to(context.device)
+    graph = config.run.cuda_graph and context.device.type == "cuda" and context.world == 1
     optimizer = torch.optim.Adam(
         generator.parameters(),
         lr=config.optim.lr,
         betas=config.optim.betas,
         weight_decay=config.optim.weight_decay,
+        capturable=graph,  # the step count on the device, for the CUDA graph
     )
     step = 0
     if start_from_init:  # a new fine-tune, or one killed before its first checkpoint
@@ -153,6 +155,10 @@ def train(
         objective = StageObjective(generator, stage, config.loss, cobi)
         if context.world > 1:
             objective = DistributedDataParallel(objective, find_unused_parameters=True)
+        train_step = TrainingStep(
+            objective, optimizer, amp=amp, graph=graph,
+            centralize=config.optim.gradient_centralization,
+        )  # fmt: skip
         batch_size = _batch_size(stage, data)
         loader = DataLoader(
             train_sets[stage.kind != "curve"],  # the curve stage needs only photo and curve
@@ -168,16 +174,7 @@ def train(
         )  # fmt: skip
         generator.train()
         for batch in loader:
-            batch = {
-                k: v.to(context.device) if isinstance(v, Tensor) else v for k, v in batch.items()
-            }
-            with torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, parts = objective(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.optim.gradient_centralization:
-                centralize_gradients(generator)
-            optimizer.step()
+            loss, parts = train_step(to_device(batch, context.device))
             step += 1
             bar.update(1)
             values = {k: float(v.detach()) for k, v in parts.items()} | {

@@ -16,7 +16,7 @@ from hdrsyn.losses import (
 )
 from hdrsyn.metrics import well_exposed
 from hdrsyn.models import StackGenerator
-from hdrsyn.models.stacknet import merge_stack, pad_to
+from hdrsyn.models.stacknet import filled, merge_stack, pad_to
 from hdrsyn.train.config import LossConfig, StageConfig
 
 
@@ -28,7 +28,9 @@ class StageObjective(nn.Module):
     def forward(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """``batch``: a collated :class:`~hdrsyn.data.SyntheticStackDataset` batch (``input``
         (B, 3, H, W), ``stack`` (B, 7, 3, H, W), ``evs`` (B, 7), ``radiance`` (B, 3, H, W),
-        ``inverse_crf`` (B, 3, 256)). Returns (the stage's weighted loss, its terms)."""
+        ``inverse_crf`` (B, 3, 256)), with its Canny edges if :meth:`with_edges` added them.
+        Returns (the stage's weighted loss, its terms)."""
+        batch = self.with_edges(batch)
         if self.stage.kind == "joint":
             return self._joint(batch)
         if self.stage.kind == "curve":
@@ -36,6 +38,20 @@ class StageObjective(nn.Module):
             loss = curve_rmse(estimate.float(), batch["inverse_crf"][:, 0].float()).mean()
             return self.weights.curve * loss, {"curve_rmse": loss}
         return self._teacher_forced(batch)
+
+    def with_edges(self, batch: dict) -> dict:
+        """``batch`` with the Canny edges of its data (no gradient) if the stage uses them
+        (local and joint) and it has none: ``input_edges`` (B, 1, H', W') of the photo padded
+        as the generator pads it (the local nets' first input) and ``stack_edges``
+        (B, 7, 1, H, W) of every exposure (Eq. 5's targets). One batched call per batch; they
+        depend on the data alone, so a captured step (:mod:`hdrsyn.train.graph`) takes them
+        as inputs."""
+        if self.stage.kind not in ("local", "joint") or "input_edges" in batch:
+            return batch
+        stack = batch["stack"]
+        padded = pad_to(batch["input"], self.generator.config.multiple)[0]
+        edges = canny_edges(stack.flatten(0, 1)).unflatten(0, stack.shape[:2])
+        return batch | {"input_edges": canny_edges(padded), "stack_edges": edges}
 
     def _pairs(self, evs: list[float]):
         """(net, [(source index, target index), ...]) for the up and down chains."""
@@ -52,13 +68,12 @@ class StageObjective(nn.Module):
         )
         with torch.no_grad():
             curve = self.generator.estimate_curve(batch["input"])
-        first_edges = canny_edges(pad_to(batch["input"], self.generator.config.multiple)[0])
         total, parts, count = 0.0, {}, 0
         for net, pairs in self._pairs(evs):
             state: dict = {}
-            edge = first_edges  # as at inference: the photo's edges, then each step's own
+            edge = batch.get("input_edges")  # the photo's, then each step's own (inference)
             for source, target in pairs:
-                condition = stack.new_tensor([evs[source], evs[target]]).expand(len(stack), 2)
+                condition = filled(stack, [evs[source], evs[target]]).expand(len(stack), 2)
                 current = padded[:, source]
                 truth = stack[:, target].float()
                 if self.stage.kind == "global":
@@ -70,18 +85,22 @@ class StageObjective(nn.Module):
                     _accumulate(parts, {"l1": l1, "histogram": hist})
                 else:
                     edge = net.edges(current, edge, condition, state)
-                    loss = self.weights.edge * edge_loss(edge[..., :height, :width].float(), truth)
+                    target_edges = batch["stack_edges"][:, target]
+                    loss = self.weights.edge * edge_loss(
+                        edge[..., :height, :width].float(), target_edges
+                    )
                     _accumulate(parts, {"edge": loss})
                 total, count = total + loss, count + 1
         return total / count, {k: v / count for k, v in parts.items()}
 
     def _joint(self, batch):
         stack, evs = batch["stack"], batch["evs"][0].tolist()
-        generated = self.generator(batch["input"], evs)
+        generated = self.generator(batch["input"], evs, edge=batch["input_edges"])
         index = {ev: i for i, ev in enumerate(evs)}
         total, parts = 0.0, {}
         for _, target_ev, step in generated.steps:
-            truth = stack[:, index[target_ev]].float()
+            target = index[target_ev]
+            truth = stack[:, target].float()
             image = step.image.float()
             terms = {"l1": l1_loss(image, truth)}
             loss = self.weights.l1 * terms["l1"]
@@ -89,7 +108,7 @@ class StageObjective(nn.Module):
                 tone = step.global_image.float()
                 terms["global_l1"] = l1_loss(tone, truth)
                 terms["histogram"] = histogram_loss(tone, truth)
-                terms["edge"] = edge_loss(step.edge.float(), truth)
+                terms["edge"] = edge_loss(step.edge.float(), batch["stack_edges"][:, target])
                 loss = (
                     loss
                     + self.weights.l1 * terms["global_l1"]
@@ -107,7 +126,7 @@ class StageObjective(nn.Module):
         if wants_hdr:
             with torch.autocast(stack.device.type, enabled=False):
                 generated.stack = generated.stack.float()
-                radiance, _ = merge_stack(generated, self.generator.config)
+                radiance, _ = merge_stack(generated, self.generator.config, check=False)
                 photo, reference = batch["input"].float(), batch["radiance"].float()
                 mask = well_exposed(photo)
                 if self.weights.hdr > 0:
