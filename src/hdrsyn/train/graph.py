@@ -17,8 +17,6 @@ needs of the step, and what this module and the code it calls do for it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -42,7 +40,8 @@ class TrainingStep:
 
     With ``graph`` (CUDA only; the optimizer made with ``capturable=True``), the step is
     captured as a CUDA graph after ``warmup`` eager steps and replayed from then on; the
-    returned tensors are then the graph's own outputs: read them before the next call. A
+    returned tensors (detached) are then the graph's own outputs: read them before the next
+    call. A
     batch of other shapes or EVs than the captured one runs eagerly. A failed capture raises
     :class:`~hdrsyn.errors.HdrsynError` (after one, CUDA's random number state is unusable).
     """
@@ -65,6 +64,7 @@ class TrainingStep:
         self.outputs: tuple[Tensor, dict[str, Tensor]] | None = None
         self.eager = not graph  # never capture
         self.steps = 0
+        self.side_stream: torch.cuda.Stream | None = None
 
     def __call__(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         batch = self.stage.with_edges(batch)
@@ -73,7 +73,7 @@ class TrainingStep:
             return self._eager(batch)
         if self.graph is None:
             if self.steps <= self.warmup:  # on a side stream, as capture wants (cuBLAS etc.)
-                return self._on_side_stream(lambda: self._eager(batch))
+                return self._warm_up(batch)
             try:
                 self._capture(batch)
             except RuntimeError as error:  # the CUDA state is not to be trusted after it
@@ -108,19 +108,21 @@ class TrainingStep:
         if self.centralize:
             centralize_gradients(self.stage.generator)
         self.optimizer.step()
-        return loss, parts
+        # detached: a caller holding the loss must not keep this step's autograd graph alive
+        # (its gradient accumulators would still name the warm-up stream in the next step)
+        return loss.detach(), {k: v.detach() for k, v in parts.items()}
 
     def _eager(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         self.optimizer.zero_grad(set_to_none=True)
         return self._step_ops(batch)
 
-    @staticmethod
-    def _on_side_stream(work: Callable):
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            result = work()
-        torch.cuda.current_stream().wait_stream(stream)
+    def _warm_up(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.side_stream is None:
+            self.side_stream = torch.cuda.Stream()
+        self.side_stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side_stream):
+            result = self._eager(batch)
+        torch.cuda.current_stream().wait_stream(self.side_stream)
         return result
 
     def _capture(self, batch: dict) -> None:
