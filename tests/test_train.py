@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -487,3 +488,22 @@ def test_cuda_training_run_replays_each_stage_as_a_graph(hdr_folder, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in log if "loss" in entry]
     assert len(losses) == 18 and np.isfinite(losses).all()
+
+
+def test_training_stops_on_a_non_finite_loss_before_saving_it(hdr_folder, tmp_path, monkeypatch):
+    """A diverged step (NaN loss: the HDR layer does not check generated stacks) stops the run
+    with a one-line error before that step's checkpoint; the earlier ones stay."""
+    from hdrsyn.train.checkpoints import checkpoints_of
+
+    original, calls = StageObjective.forward, []
+
+    def diverging(self, batch):
+        calls.append(1)
+        loss, parts = original(self, batch)
+        return (loss * math.nan if len(calls) == 3 else loss), parts
+
+    monkeypatch.setattr(StageObjective, "forward", diverging)
+    with pytest.raises(HdrsynError, match="step 3: the loss is not finite"):
+        train(tmp_path / "run", config_from_dict(tiny_config(hdr_folder)), device="cpu")
+    saved = [int(path.name.split("-")[1]) for path in checkpoints_of(tmp_path / "run")]
+    assert saved == [1, 2]  # checkpoint_every = 1

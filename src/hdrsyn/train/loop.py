@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -187,6 +188,12 @@ def train(
                 if board is not None:
                     for key, value in values.items():
                         board.add_scalar(f"train/{key}", value, step)
+            if _agree(not math.isfinite(values["loss"]), context):  # before any checkpoint
+                raise HdrsynError(
+                    f"step {step}: the loss is not finite (training diverged; the HDR layer "
+                    "does not check generated stacks); nothing of this step was saved: resume "
+                    f"from the last checkpoint in {run} with a lower learning rate"
+                )
             if time_limit is not None:  # every rank must stop at the same step
                 out_of_time = _agree(time.monotonic() - started > time_limit, context)
             end_of_stage = step == boundary
