@@ -425,3 +425,9 @@ def test_upsampling_by_transposed_conv_is_bilinear_interpolation():
     odd = torch.randn(1, 64, 64, 80)
     expected = nn.functional.interpolate(odd, size=(129, 160), mode="bilinear")
     torch.testing.assert_close(upsampled(odd, (129, 160)), expected)
+    # a channels_last map stays channels_last (else the next conv copies it), also with the
+    # batch stride oneDNN gives a batch of one (C instead of H·W·C)
+    x = torch.randn(1, 16, 224, 304).contiguous(memory_format=torch.channels_last)
+    for strides in (x.stride(), (16, 1, 304 * 16, 16)):
+        view = x.as_strided(x.shape, strides)
+        assert upsampled(view, (448, 608)).is_contiguous(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from hdrsyn.models.blocks import ConvBlock, ConvGRU
@@ -79,5 +80,8 @@ def upsampled(x: Tensor, size) -> Tensor:
         return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
     taps = x.new_tensor(_BILINEAR_TAPS)
     kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 4, 4)
+    # channels_last for the transposed conv, so that its output is too: the pad's output
+    # format follows x's strides, and a NCHW output would be copied by the next conv
     padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    padded = padded.contiguous(memory_format=torch.channels_last)
     return nn.functional.conv_transpose2d(padded, kernel, stride=2, padding=3, groups=x.shape[1])
