@@ -60,7 +60,8 @@ class TrainingStep:
         self.stage: StageObjective = getattr(objective, "module", objective)  # unwrapped
         self.amp, self.centralize, self.warmup = amp, centralize, warmup
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: dict = {}
+        self.static: dict = {}  # the batch the graph was captured on
+        self.inputs: dict[str, Tensor] = {}  # its device tensors: the graph's input buffers
         self.outputs: tuple[Tensor, dict[str, Tensor]] | None = None
         self.eager = not graph  # never capture
         self.steps = 0
@@ -81,9 +82,8 @@ class TrainingStep:
                     f"CUDA graph capture of the training step failed ({error}); "
                     "train eagerly with [run] cuda_graph = false"
                 ) from error
-        for key, value in self.static.items():
-            if isinstance(value, Tensor) and key != "evs":
-                value.copy_(batch[key], non_blocking=True)
+        for key, buffer in self.inputs.items():
+            buffer.copy_(batch[key], non_blocking=True)
         self.graph.replay()
         return self.outputs
 
@@ -91,12 +91,11 @@ class TrainingStep:
         """Whether the captured graph (if any) can run ``batch``."""
         if self.graph is None:
             return True
-        for key, value in self.static.items():
-            if isinstance(value, Tensor):
-                other = batch.get(key)
-                if not isinstance(other, Tensor) or other.shape != value.shape:
-                    return False
-        return torch.equal(batch["evs"], self.static["evs"])
+        for key, buffer in self.inputs.items():
+            other = batch.get(key)
+            if not isinstance(other, Tensor) or other.shape != buffer.shape:
+                return False
+        return torch.equal(batch["evs"], self.static["evs"])  # on the host (to_device)
 
     def _step_ops(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         device = batch["input"].device.type
@@ -126,9 +125,9 @@ class TrainingStep:
         return result
 
     def _capture(self, batch: dict) -> None:
-        self.static = {
-            k: v.clone() if isinstance(v, Tensor) and k != "evs" else v for k, v in batch.items()
-        }
+        on_device = {k: v for k, v in batch.items() if isinstance(v, Tensor) and v.is_cuda}
+        self.inputs = {k: v.clone() for k, v in on_device.items()}
+        self.static = batch | self.inputs
         self.optimizer.zero_grad(set_to_none=True)  # backward allocates the grads in the graph
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
