@@ -40,10 +40,10 @@ def _faults(mode: str) -> int:
 @glibc
 def test_a_freed_map_is_reused_without_faulting_in_fresh_pages():
     """Without hdrsyn, glibc gives each 20 MB map back to the kernel and faults in its 5120
-    pages again for the next (measured: 7 to 8 of the 9); after importing hdrsyn the maps reuse
-    the first one's pages (measured: 0 or 1 of the 9 fault, when a small allocation has
-    split the freed block)."""
-    assert _faults("plain") > 6 * 5120
+    pages again for the next (measured: 6 to 8 of the 9; 6 maps can come to a few pages under
+    6 × 5120); after importing hdrsyn the maps reuse the first one's pages (measured: 0 or 1
+    of the 9 fault, when a small allocation has split the freed block)."""
+    assert _faults("plain") > 5 * 5120
     assert _faults("hdrsyn") < 2.5 * 5120
 
 
