@@ -196,6 +196,18 @@ def test_cobi_value_and_gradient_match_the_dense_minimum_by_hand():
     torch.testing.assert_close(gradient, torch.autograd.grad(expected, prediction)[0])
 
 
+def test_cobi_finds_its_nearest_candidates_in_float32_under_autocast():
+    """The losses run in float32 under bf16 autocast (docs/training.md): CoBi's candidate
+    search too (autocast would run its batched product in bf16, whose 8 bits tie candidates
+    0.004 apart and pick others: a different loss)."""
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss = CoBiLoss()
+    expected = loss(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(loss(a, b), expected)
+
+
 def test_cobi_chunking_does_not_change_result():
     torch.manual_seed(0)
     a, b = torch.rand(2, 3, 20, 20), torch.rand(2, 3, 20, 20)
