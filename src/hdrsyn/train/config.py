@@ -73,7 +73,7 @@ class RunConfig:
     val_every: int = 500
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
-    amp: bool = True  # bf16 autocast on CUDA
+    amp: bool = True  # bf16 autocast where bf16 is native: CUDA, CPUs with AVX-512 BF16 / AMX
     cuda_graph: bool = True  # capture each stage's step as a CUDA graph (one GPU; graph.py)
 
 

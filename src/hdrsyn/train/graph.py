@@ -33,6 +33,19 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
     }
 
 
+def bf16_is_native(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bf16 natively, so that bf16 autocast speeds training up:
+    CUDA, or a CPU with AVX-512 BF16 or AMX (oneDNN's bf16 convolutions; elsewhere bf16 is
+    emulated and slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: may go
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 class TrainingStep:
     """``step(batch) → (loss, terms)``: forward, backward, gradient centralisation and the
     optimizer step of ``objective``'s stage (a :class:`StageObjective`, or one wrapped in

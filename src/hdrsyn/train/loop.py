@@ -22,7 +22,7 @@ from hdrsyn.losses import CoBiLoss
 from hdrsyn.models import StackGenerator
 from hdrsyn.train.checkpoints import checkpoints_of, load_checkpoint, save_checkpoint
 from hdrsyn.train.config import DataConfig, StageConfig, TrainConfig, load_config
-from hdrsyn.train.graph import TrainingStep, to_device
+from hdrsyn.train.graph import TrainingStep, bf16_is_native, to_device
 from hdrsyn.train.objective import StageObjective
 from hdrsyn.train.validation import validate
 
@@ -143,7 +143,7 @@ def train(
     started = time.monotonic()
     metrics: dict = {}
     log = run / "log.jsonl"
-    amp = config.run.amp and context.device.type == "cuda"
+    amp = config.run.amp and bf16_is_native(context.device)
     board = _tensorboard(run) if context.main else None
 
     boundary, out_of_time = 0, False
