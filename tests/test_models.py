@@ -208,6 +208,43 @@ def test_cin_backward_written_out_equals_autograd_of_torch_instance_norm():
         torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("shape", "k"), [((2, 8, 16, 12), 8), ((1, 4, 6, 10), 4), ((2, 8, 5, 5), 0)]
+)
+def test_cin_on_few_channels_folds_pixels_into_rows_with_the_same_values(shape, k):
+    """A channels_last map with few channels is normalised through (B, H·W/k, k·C) row views
+    (blocks._Rows: the CPU vectorises the longer rows): forward and backward equal the
+    NCHW computation's, also for the batch stride oneDNN gives a batch of one (C), and the
+    in-place inference path equals the autograd one bit for bit."""
+    from hdrsyn.models.blocks import _Rows
+
+    torch.manual_seed(0)
+    norm = ConditionalInstanceNorm(shape[1], "discrete")
+    with torch.no_grad():
+        norm.gamma.normal_()
+        norm.beta.normal_()
+    condition = torch.tensor([[0.0, 2.0]]).expand(shape[0], 2)
+    plain = torch.randn(shape) * 3 + 5
+    weights = torch.randn(shape)
+    last = plain.contiguous(memory_format=torch.channels_last)
+    views = [last]
+    if shape[0] == 1:
+        views.append(last.as_strided(shape, (shape[1], 1, shape[3] * shape[1], shape[1])))
+    expected = norm(plain, condition)
+    (expected_grad,) = torch.autograd.grad(
+        (norm(plain.requires_grad_(), condition) * weights).sum(), plain
+    )
+    for x in views:
+        assert _Rows(x).k == k
+        out = norm(x, condition)
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+        x = x.detach().requires_grad_()
+        (grad,) = torch.autograd.grad((norm(x, condition) * weights).sum(), x)
+        torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            assert torch.equal(norm(x.detach().clone(), condition, overwrite=True), out)
+
+
 def test_in_place_inference_path_gives_the_same_values_and_leaves_inputs_alone():
     """Without autograd, CIN (``overwrite``) and Swish work in place on the block's own maps:
     bit for bit the values of the autograd path, and the block's input and skip untouched."""
@@ -388,7 +425,7 @@ def test_photo_weight_makes_the_photo_decide_its_well_exposed_pixels():
     ratio = radiance / expected
     torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=1e-2, atol=0)
     plain = merge_stack(generated, ModelConfig(**{**config.to_dict(), "photo_weight": 1.0}))[0]
-    assert ((plain / expected - 1).abs().mean() > 5 * (ratio - 1).abs().mean())
+    assert (plain / expected - 1).abs().mean() > 5 * (ratio - 1).abs().mean()
     with pytest.raises(HdrsynError, match="photo_weight"):
         ModelConfig(photo_weight=0.0)
 

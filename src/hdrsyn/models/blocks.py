@@ -65,33 +65,78 @@ class _InstanceNorm(torch.autograd.Function):
         dtype = x.dtype
         in_place = in_place and dtype in (torch.float32, torch.float64)
         x = x if dtype in (torch.float32, torch.float64) else x.float()
+        rows = _Rows(x)
         mean = x.mean(dim=(2, 3), keepdim=True)
-        centred = x.sub_(mean) if in_place else x - mean
+        centred = x if in_place else torch.empty_like(x)
+        torch.sub(rows.map(x), rows.channel(mean), out=rows.map(centred))
         rstd = torch.rsqrt(centred.square().mean(dim=(2, 3), keepdim=True) + NORM_EPS)
         scale = gamma[:, :, None, None].to(x.dtype) * rstd
         ctx.save_for_backward(centred, rstd, scale)
         ctx.dtypes = dtype, gamma.dtype, beta.dtype
         beta = beta[:, :, None, None].to(x.dtype)
-        out = centred if in_place else None
-        return torch.addcmul(beta, centred, scale, out=out).to(dtype)
+        out = centred if in_place else torch.empty_like(centred)
+        torch.addcmul(rows.channel(beta), rows.map(centred), rows.channel(scale), out=rows.map(out))
+        return out.to(dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         centred, rstd, scale = ctx.saved_tensors
         x_dtype, gamma_dtype, beta_dtype = ctx.dtypes
-        grad = grad.to(centred.dtype)
+        rows = _Rows(centred)
+        grad = rows.like(grad.to(centred.dtype))
         count = centred.shape[2] * centred.shape[3]
         grad_beta = grad.sum(dim=(2, 3), keepdim=True)
         projected = (grad * centred).sum(dim=(2, 3), keepdim=True)  # Σ dy · (x − μ)
         # dx = scale · (dy − mean(dy) − x̂ · mean(dy · x̂)), x̂ = (x − μ) · rstd
-        grad_x = torch.addcmul(-scale * grad_beta / count, grad, scale)
-        grad_x.addcmul_(centred, -scale * rstd.square() * projected / count)
+        grad_x = torch.empty_like(centred)
+        shift, slope = -scale * grad_beta / count, -scale * rstd.square() * projected / count
+        torch.addcmul(
+            rows.channel(shift), rows.map(grad), rows.channel(scale), out=rows.map(grad_x)
+        )
+        rows.map(grad_x).addcmul_(rows.map(centred), rows.channel(slope))
         return (
             grad_x.to(x_dtype),
             (projected * rstd)[:, :, 0, 0].to(gamma_dtype),
             grad_beta[:, :, 0, 0].to(beta_dtype),
             None,
         )
+
+
+class _Rows:
+    """Views that run CIN's per-channel arithmetic on a long innermost dimension.
+
+    PyTorch's CPU kernels vectorise along the innermost dimension, which in a channels_last map
+    is C: ``x - mean`` on 8 channels runs 4–6× slower per value than on 16 (0.53 against 0.13 ms
+    on 8 × 384 × 512 here, one AVX-512 vector holding 16 floats). So a channels_last map with
+    few channels is viewed as (B, H·W/k, k·C) rows of k pixels, and each per-channel (B, C, 1, 1)
+    value repeated k times: the same arithmetic, value for value. Only below 16 channels: from 16
+    on the rows are already vectorised and the views cost more than they save (CIN forward and
+    backward at 4 × 16 × 64²: 0.65 against 0.48 ms; at 4 × 8 × 128²: 0.80 against 1.10)."""
+
+    def __init__(self, like: Tensor):
+        batch, channels, height, width = like.shape
+        self.k = 1
+        while self.k * channels < 64 and (height * width) % (2 * self.k) == 0:
+            self.k *= 2
+        folds = like.is_contiguous(memory_format=torch.channels_last) and 1 < channels < 16
+        self.k = self.k if folds and self.k > 1 else 0
+        self.batch, self.channels = batch, channels
+
+    def like(self, t: Tensor) -> Tensor:
+        """``t`` (B, C, H, W) in the layout :meth:`map` needs."""
+        return t.contiguous(memory_format=torch.channels_last) if self.k else t
+
+    def map(self, t: Tensor) -> Tensor:
+        """A (B, C, H, W) map in that layout as a view of rows (itself when not folded)."""
+        if not self.k:
+            return t
+        return t.permute(0, 2, 3, 1).view(self.batch, -1, self.k * self.channels)
+
+    def channel(self, value: Tensor) -> Tensor:
+        """A (B, C, 1, 1) per-channel value, broadcastable against :meth:`map`'s rows."""
+        if not self.k:
+            return value
+        return value.reshape(self.batch, 1, self.channels).repeat(1, 1, self.k)
 
 
 class ConvBlock(nn.Module):
