@@ -530,3 +530,6 @@ def test_cpu_training_runs_bf16_autocast_only_where_bf16_is_native(
     monkeypatch.setattr(StageObjective, "forward", spy)
     train(tmp_path / "run", config_from_dict(tiny_config(hdr_folder, amp=amp)), device="cpu")
     assert seen == {native and amp}
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    (session,) = [row["session"] for row in log if "session" in row]  # the run says which
+    assert session["precision"] == ("bf16 autocast" if native and amp else "float32")

@@ -144,6 +144,12 @@ def train(
     metrics: dict = {}
     log = run / "log.jsonl"
     amp = config.run.amp and bf16_is_native(context.device)
+    if context.main:  # what this start (or resume) runs on: the precision depends on the machine
+        session = {"device": str(context.device), "processes": context.world,
+                   "precision": "bf16 autocast" if amp else "float32", "cuda_graph": graph,
+                   "torch": torch.__version__}  # fmt: skip
+        with log.open("a") as handle:
+            handle.write(json.dumps({"step": step, "session": session}) + "\n")
     board = _tensorboard(run) if context.main else None
 
     boundary, out_of_time = 0, False
