@@ -269,9 +269,7 @@ def test_local_stage_feeds_each_step_the_previous_steps_predicted_edges(hdr_fold
             return out
 
         monkeypatch.setattr(net, "edges", spy)
-    batch = torch.utils.data.default_collate(
-        [SyntheticStackDataset(hdr_folder, size=16, length=2)[i] for i in range(2)]
-    )
+    batch = _stage_batch(hdr_folder)
     objective = StageObjective(generator, StageConfig("local", "local", 1), LossConfig(), None)
     objective(batch)
     assert len(seen) == 6  # three steps up, three down
@@ -287,8 +285,7 @@ def test_local_stage_feeds_each_step_the_previous_steps_predicted_edges(hdr_fold
 def test_curve_stage_learns_a_fixed_batch(hdr_folder):
     torch.manual_seed(0)
     generator = StackGenerator(ModelConfig(**TINY, prior="estimated"))
-    data = SyntheticStackDataset(hdr_folder, size=32, length=8, noise=False, jpeg=False)
-    batch = torch.utils.data.default_collate([data[i] for i in range(8)])
+    batch = _stage_batch(hdr_folder, size=32, count=8, noise=False, jpeg=False)
     objective = StageObjective(generator, StageConfig("curve", "curve", 1), LossConfig(), None)
     optimizer = torch.optim.Adam(generator.curve_net.parameters(), lr=1e-3)
     first = objective(batch)[0].item()
@@ -342,8 +339,7 @@ def test_each_stack_stage_learns_a_fixed_batch(hdr_folder, kind):
     torch.manual_seed(0)
     generator = StackGenerator(ModelConfig(**TINY))
     size = 16 if kind == "joint" else 32  # the joint stage runs the whole recursion: smaller
-    data = SyntheticStackDataset(hdr_folder, size=size, length=4, noise=False, jpeg=False)
-    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    batch = _stage_batch(hdr_folder, size=size, count=4, noise=False, jpeg=False)
     objective = StageObjective(generator, StageConfig(kind, kind, 1), LossConfig(), CoBiLoss())
     optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
     first = objective(batch)[0].item()
@@ -355,8 +351,9 @@ def test_each_stack_stage_learns_a_fixed_batch(hdr_folder, kind):
     assert objective(batch)[0].item() < 0.9 * first
 
 
-def _stage_batch(folder, size=16, count=2, seed=0) -> dict:
-    data = SyntheticStackDataset(folder, size=size, length=count, seed=seed)
+def _stage_batch(folder, size=16, count=2, seed=0, **options) -> dict:
+    """A collated batch of ``count`` synthetic samples (``options``: the dataset's)."""
+    data = SyntheticStackDataset(folder, size=size, length=count, seed=seed, **options)
     return torch.utils.data.default_collate([data[i] for i in range(count)])
 
 
