@@ -109,16 +109,21 @@ class _Rows:
     is C: ``x - mean`` on 8 channels runs 4–6× slower per value than on 16 (0.53 against 0.13 ms
     on 8 × 384 × 512 here, one AVX-512 vector holding 16 floats). So a channels_last map with
     few channels is viewed as (B, H·W/k, k·C) rows of k pixels, and each per-channel (B, C, 1, 1)
-    value repeated k times: the same arithmetic, value for value. Only below 16 channels: from 16
-    on the rows are already vectorised and the views cost more than they save (CIN forward and
-    backward at 4 × 16 × 64²: 0.65 against 0.48 ms; at 4 × 8 × 128²: 0.80 against 1.10)."""
+    value repeated k times: the same arithmetic, value for value. On the CPU only (a GPU would
+    only launch more kernels), and below 16 channels only: from 16 on the rows are already
+    vectorised and the views cost more than they save (CIN forward and backward at 4 × 16 × 64²:
+    0.65 against 0.48 ms; at 4 × 8 × 128²: 0.80 against 1.10)."""
 
     def __init__(self, like: Tensor):
         batch, channels, height, width = like.shape
         self.k = 1
         while self.k * channels < 64 and (height * width) % (2 * self.k) == 0:
             self.k *= 2
-        folds = like.is_contiguous(memory_format=torch.channels_last) and 1 < channels < 16
+        folds = (
+            like.device.type == "cpu"  # GPU kernels do not vectorise this way; launches count
+            and like.is_contiguous(memory_format=torch.channels_last)
+            and 1 < channels < 16
+        )
         self.k = self.k if folds and self.k > 1 else 0
         self.batch, self.channels = batch, channels
 
