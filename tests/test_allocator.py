@@ -57,6 +57,10 @@ def _run(script: str, mode: str) -> str:
 
 
 @glibc
+@pytest.mark.skipif(
+    tuple(map(int, (platform.libc_ver()[1] or "0.0").split(".")[:2])) < (2, 33),
+    reason="mallinfo2 needs glibc 2.33",
+)
 def test_a_large_block_comes_from_the_heap_and_stays_there_once_freed():
     """glibc maps a 20 MB block from the kernel and unmaps it on free; after importing hdrsyn
     (mmap threshold 32 MB, trim threshold 512 MB) it comes from the heap and is kept."""
