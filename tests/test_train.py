@@ -511,8 +511,8 @@ def test_cpu_training_runs_bf16_autocast_only_where_bf16_is_native(
     hdr_folder, tmp_path, monkeypatch, native, amp
 ):
     """``[run] amp = true`` on a CPU: bf16 autocast where the CPU has bf16 instructions
-    (AVX-512 BF16 or AMX: the convolutions run 1.8× faster), float32 elsewhere (emulated bf16
-    is slower); ``amp = false`` is float32 everywhere."""
+    (AVX-512 BF16 or AMX: the convolutions run 1.8× faster), float32 elsewhere (bf16 would be
+    emulated); ``amp = false`` is float32 everywhere."""
     from hdrsyn.train.graph import bf16_is_native
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
