@@ -166,12 +166,18 @@ def test_condition_changes_output():
     assert (a - b).abs().max() > 1e-3
 
 
-def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
+def _random_cin(channels: int) -> ConditionalInstanceNorm:
+    """A discrete CIN with random step tables (seed 0, which the caller's data then follows)."""
     torch.manual_seed(0)
-    norm = ConditionalInstanceNorm(6, "discrete")
+    norm = ConditionalInstanceNorm(channels, "discrete")
     with torch.no_grad():
         norm.gamma.normal_()
         norm.beta.normal_()
+    return norm
+
+
+def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
+    norm = _random_cin(6)
     x = torch.randn(2, 6, 9, 7) * 3 + 5  # an offset mean: the variance is of the centred values
     condition = torch.tensor([[0.0, 2.0], [2.0, 3.0]])
     expected = nn.functional.instance_norm(x, eps=1e-5)
@@ -185,11 +191,7 @@ def test_cin_is_torch_instance_norm_with_step_affine_and_keeps_channels_last():
 def test_cin_backward_written_out_equals_autograd_of_torch_instance_norm():
     """CIN's hand-written backward against autograd through nn.functional.instance_norm, on a
     channels_last map with an offset mean, for the input and the step tables."""
-    torch.manual_seed(0)
-    norm = ConditionalInstanceNorm(6, "discrete")
-    with torch.no_grad():
-        norm.gamma.normal_()
-        norm.beta.normal_()
+    norm = _random_cin(6)
     x = (torch.randn(2, 6, 9, 7) * 3 + 5).contiguous(memory_format=torch.channels_last)
     condition = torch.tensor([[0.0, 2.0], [2.0, 3.0]])
     weights = torch.randn(2, 6, 9, 7)
@@ -218,11 +220,7 @@ def test_cin_on_few_channels_folds_pixels_into_rows_with_the_same_values(shape, 
     in-place inference path equals the autograd one bit for bit."""
     from hdrsyn.models.blocks import _Rows
 
-    torch.manual_seed(0)
-    norm = ConditionalInstanceNorm(shape[1], "discrete")
-    with torch.no_grad():
-        norm.gamma.normal_()
-        norm.beta.normal_()
+    norm = _random_cin(shape[1])
     condition = torch.tensor([[0.0, 2.0]]).expand(shape[0], 2)
     plain = torch.randn(shape) * 3 + 5
     weights = torch.randn(shape)
