@@ -10,7 +10,8 @@ Stages, each a number of steps from the config file:
   the radiance that the differentiable HDR layer merges from the generated stack (Eq. 6).
 
 Plain PyTorch: one loop, Adam with gradient centralisation, DistributedDataParallel under
-``torchrun`` (gloo on CPU, nccl on CUDA), bf16 autocast on CUDA (the HDR layer stays float32),
+``torchrun`` (gloo on CPU, nccl on CUDA), bf16 autocast where bf16 is native (CUDA, CPUs with
+AVX-512 BF16 or AMX; the HDR layer and the losses stay float32),
 and on one GPU each stage's step captured as a CUDA graph (:mod:`~hdrsyn.train.graph`).
 Samples are a pure function of their index, and a run is a pure function of its config and
 seed, so ``--resume`` after a kill reaches the same weights as an uninterrupted run on CPU.

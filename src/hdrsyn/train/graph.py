@@ -54,8 +54,7 @@ class TrainingStep:
     With ``graph`` (CUDA only; the optimizer made with ``capturable=True``), the step is
     captured as a CUDA graph after ``warmup`` eager steps and replayed from then on; the
     returned tensors (detached) are then the graph's own outputs: read them before the next
-    call. A
-    batch of other shapes or EVs than the captured one runs eagerly. A failed capture raises
+    call. A batch of other shapes or EVs than the captured one runs eagerly. A failed capture raises
     :class:`~hdrsyn.errors.HdrsynError` (after one, CUDA's random number state is unusable).
     """
 
