@@ -3,10 +3,11 @@
 The ln f⁻¹ RMSE (levels 5…250, offset removed) on the held-out scenes (test family of curves,
 each kind in turn: the docs/results.md test set) and on other views of the training scenes
 (each through every test kind), per curve group: assuming sRGB, the colour-edge calibration
-(sRGB where it finds too few edges) and the CurveNet of each model given. ``--jpeg Q``
-first passes every photo through JPEG at quality Q (OpenCV, 4:2:0).
+(sRGB where it finds too few edges) and the CurveNet of each model given. The photos are made
+by the camera-realistic capture (docs/data.md); ``--format jpeg`` stores them as JPEGs
+(quality 75–95, OpenCV, 4:2:0).
 
-    python scripts/curve_error.py small --views 48 [--jpeg 90]
+    python scripts/curve_error.py small --views 48 [--format jpeg]
 """
 
 from __future__ import annotations
@@ -19,28 +20,27 @@ import torch
 
 from hdrsyn.calibration import calibrate
 from hdrsyn.curves import CURVE_FAMILIES, curve_rmse, srgb_log_inverse
-from hdrsyn.data import HELD_OUT, SyntheticStackDataset, jpeg_compressed
+from hdrsyn.data import HELD_OUT, TEST_FILES, SyntheticStackDataset
 from hdrsyn.reconstruct import load_model
 
 SHARED = "../shared/data/"
 
 
-def samples(split: str, views: int, size: int):
-    held_out = [SHARED + name for name in HELD_OUT]
+TRAINING_SOURCES = [SHARED + "hdr", SHARED + "hdr-extra-1k"]  # 1024-pixel panoramas
+
+
+def samples(split: str, views: int, size: int, photo_format: str):
     if split == "test":
-        dataset = SyntheticStackDataset(held_out, split="test", length=views, size=size,
-                                        curves="test")  # fmt: skip
+        dataset = SyntheticStackDataset([SHARED + name for name in TEST_FILES], split="test",
+                                        length=views, size=size, curves="test",
+                                        photo_format=photo_format)  # fmt: skip
     else:  # other views of the training scenes, each through every test-family kind
-        dataset = SyntheticStackDataset([SHARED + "hdr", SHARED + "hdr-extra"], exclude=HELD_OUT,
-                                        split="test", size=size, curves="test", seed=1)  # fmt: skip
+        dataset = SyntheticStackDataset(TRAINING_SOURCES, exclude=HELD_OUT, split="test",
+                                        size=size, curves="test", seed=1,
+                                        photo_format=photo_format)  # fmt: skip
         dataset.length = len(dataset.files) * len(CURVE_FAMILIES["test"]["kinds"])
     dataset = dataset.without_stack()
     return [dataset[i] for i in range(dataset.length)]
-
-
-def jpeg(photo: torch.Tensor, quality: int) -> torch.Tensor:
-    compressed = jpeg_compressed(photo.permute(1, 2, 0).numpy(), quality)
-    return torch.from_numpy(compressed).permute(2, 0, 1)
 
 
 @torch.no_grad()
@@ -67,14 +67,11 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="weights files or run folders")
     parser.add_argument("--views", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--jpeg", type=int, metavar="Q", help="JPEG quality of the photos")
+    parser.add_argument("--format", choices=("png", "jpeg"), default="png")
     args = parser.parse_args()
     for split in ("test", "other-views"):
-        data = samples(split, args.views, args.size)
-        if args.jpeg:
-            for sample in data:
-                sample["input"] = jpeg(sample["input"], args.jpeg)
-        print(f"\n{split}: {len(data)} views at {args.size}²")
+        data = samples(split, args.views, args.size, args.format)
+        print(f"\n{split}: {len(data)} {args.format} views at {args.size}²")
         print(f"{'model':40s} {'srgb':>7s} {'roll-off':>9s} {'other':>7s} {'all':>7s}")
         nets = {"assume sRGB": None, "edges": "edges"}
         nets |= {m: load_model(m).generator.curve_net for m in args.models}

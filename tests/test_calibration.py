@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hdrsyn.calibration import MIN_CELLS, MIN_TRIPLETS, bend, calibrate, edge_triplets
+from hdrsyn.capture import quantise
 from hdrsyn.curves import ResponseCurve, curve_rmse, srgb_log_inverse
-from hdrsyn.data import quantise
 
 
 def patches(seed: int = 0, size: int = 192, grey: bool = False) -> np.ndarray:

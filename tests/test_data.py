@@ -7,17 +7,16 @@ from conftest import data_file
 from PIL import Image
 
 from hdrsyn import HdrsynError, merge_exposures, write_hdr
-from hdrsyn.curves import KINDS, parameter_bands
+from hdrsyn.capture import Capture, demosaiced, mosaic
+from hdrsyn.curves import CURVE_FAMILIES, KINDS, ResponseCurve, parameter_bands, sample_curve
 from hdrsyn.data import (
-    CURVE_FAMILIES,
     HELD_OUT,
+    MAX_SPAN,
     TRAIN_YAW,
     VAL_YAW,
     BracketedStackDataset,
-    ResponseCurve,
     SyntheticStackDataset,
-    perspective_view,
-    sample_curve,
+    native_view,
 )
 from hdrsyn.io import read_ldr
 
@@ -84,13 +83,88 @@ def test_splits_look_at_disjoint_parts_of_the_panorama():
     longitude = (np.arange(width) + 0.5) / width * 360 - 180
     panorama = np.zeros((height, width, 3), np.float32)
     panorama[..., 0] = longitude
-    centre = perspective_view(panorama, 30.0, 0.0, 60.0, 33)[16, 16, 0]
+    centre = native_view(panorama, 30.0, 0.0, 33)[16, 16, 0]
     assert centre == pytest.approx(30.0, abs=1.0)
-    view = perspective_view(panorama, VAL_YAW[1], 15.0, 60.0, 64)[..., 0]
-    assert view.max() < 60
-    view = perspective_view(panorama, TRAIN_YAW[0], 15.0, 80.0, 64)[..., 0]
+    side = int(MAX_SPAN / 360 * width)  # the widest view a split may take
+    view = native_view(panorama, VAL_YAW[1], 15.0, side)[..., 0]
+    assert view.max() < 66
+    view = native_view(panorama, TRAIN_YAW[0], 15.0, side // 2, scale=2.0)[..., 0]
     longitudes = np.where(view < 0, view + 360, view)
-    assert longitudes.min() > 60
+    assert longitudes.min() > 74
+
+
+def test_native_views_never_upsample_and_keep_the_mean_radiance():
+    rng = np.random.default_rng(3)
+    panorama = np.exp(rng.normal(0, 1, (64, 128, 3))).astype(np.float32)
+    # at scale 1 every view pixel is a source pixel, wrapped around in yaw
+    view = native_view(panorama, 170.0, 0.0, 32)
+    assert np.isin(view, panorama).all()
+    # at scale 2 each view pixel is the mean of its 2 × 2 footprint: the same mean radiance
+    view = native_view(panorama, 0.0, 0.0, 16, scale=2.0)
+    np.testing.assert_allclose(view.mean((0, 1)), panorama[16:48, 48:80].mean((0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(view[0, 0], panorama[16:18, 48:50].mean((0, 1)), rtol=1e-5)
+    # at a fractional scale the area average still keeps the mean
+    view = native_view(panorama, 0.0, 0.0, 20, scale=1.6)
+    np.testing.assert_allclose(view.mean((0, 1)), panorama[16:48, 48:80].mean((0, 1)), rtol=1e-4)
+    with pytest.raises(HdrsynError, match="upsample"):
+        native_view(panorama, 0.0, 0.0, 16, scale=0.5)
+    with pytest.raises(HdrsynError, match="at least 80 pixels high"):
+        native_view(panorama, 0.0, 0.0, 80)
+
+
+def test_dataset_views_are_native_in_every_split(tmp_path):
+    """Every split's views come from native_view at scale ≥ 1: no view pixel is smaller than
+    a source pixel. A panorama of unique values shows it: the test and validation views are
+    made of source values only."""
+    panorama = np.arange(64 * 128 * 3, dtype=np.float32).reshape(64, 128, 3) % 977 + 1
+    write_hdr(tmp_path / "unique.exr", panorama)
+    for split, length in (("train", 12), ("val", 3), ("test", 3)):
+        data = SyntheticStackDataset(tmp_path, size=16, split=split, length=length,
+                                     curves="test" if split == "test" else "train")  # fmt: skip
+        for index in range(length):
+            where = data[index]["view"]
+            assert float(where.split("x")[-1]) >= 1.0, where
+    with pytest.raises(HdrsynError, match="too small for native train views"):
+        SyntheticStackDataset(tmp_path, size=64, split="train", length=1)
+
+
+def test_capture_steps():
+    rng = np.random.default_rng(0)
+    curve = ResponseCurve("srgb")
+    # the Bayer round trip returns a flat colour unchanged, in the right channels
+    flat = np.ones((16, 16, 3), np.float32) * np.array([0.8, 0.4, 0.1], np.float32)
+    np.testing.assert_allclose(demosaiced(mosaic(flat)), flat, atol=1e-4)
+    # optics keep the mean radiance (a PSF integrates to 1) and blur a point
+    point = np.zeros((33, 33, 3), np.float32)
+    point[16, 16] = 1.0
+    blurred = Capture(blur=0.8).optics(point)
+    assert blurred.sum() == pytest.approx(3.0, rel=1e-3) and blurred[16, 16, 0] < 0.5
+    # noise is zero-mean on the exposure, and grows with it (shot noise)
+    exposure = np.full((128, 128, 3), 0.25, np.float32)
+    noisy = Capture(shot=0.02).photograph(exposure, ResponseCurve("gamma", 1.0), rng)
+    assert abs(noisy.mean() - 0.25) < 2 / 255 and noisy.std() == pytest.approx(0.01, rel=0.15)
+    # sharpening in the encoded domain overshoots an edge on both sides
+    edge = np.zeros((16, 16, 3), np.float32)
+    edge[:, 8:] = 0.5
+    edge = Capture(blur=1.0).optics(edge)
+    plain = Capture().photograph(edge, curve, rng)
+    sharp = Capture(sharpen=1.0).photograph(edge, curve, rng)
+    assert sharp[:, 9:11].max() > plain.max() and sharp[:, 5:7].min() < plain[:, 5:7].min()
+    # the photo is always 8-bit
+    np.testing.assert_allclose(sharp * 255, np.round(sharp * 255), atol=1e-4)
+
+
+def test_png_and_jpeg_test_sets_differ_only_by_the_jpeg_step():
+    scene = data_file("city.exr")
+    png = SyntheticStackDataset(scene, size=64, split="test", curves="test", length=2)
+    jpeg = SyntheticStackDataset(scene, size=64, split="test", curves="test", length=2,
+                                 photo_format="jpeg")  # fmt: skip
+    a, b = png[1], jpeg[1]
+    assert torch.equal(a["radiance"], b["radiance"]) and a["curve"] == b["curve"]
+    assert a["capture"].endswith("png") and "jpeg q" in b["capture"]
+    assert a["capture"].rsplit(", ", 1)[0] == b["capture"].rsplit(", ", 1)[0]
+    assert not torch.equal(a["input"], b["input"])
+    assert (a["input"] - b["input"]).abs().mean() < 0.03
 
 
 def test_curve_families_are_monotone_and_disjoint():
@@ -226,9 +300,9 @@ def test_held_out_scenes_are_excluded_and_the_test_split_cycles_curve_kinds(tmp_
         radiance = np.exp(rng.normal(0, 1, (16, 32, 3))).astype(np.float32)
         write_hdr(tmp_path / folder / name, radiance)
     folders = [tmp_path / "hdr", tmp_path / "hdr-extra"]
-    training = SyntheticStackDataset(folders, exclude=HELD_OUT, size=16, length=8)
+    training = SyntheticStackDataset(folders, exclude=HELD_OUT, size=8, length=8)
     assert [p.name for p in training.files] == ["city.exr"]
-    kept = SyntheticStackDataset(folders, exclude=["lobby.exr"], size=16, length=8)
+    kept = SyntheticStackDataset(folders, exclude=["lobby.exr"], size=8, length=8)
     assert [p.name for p in kept.files] == ["city.exr", "sunrise.exr"]
     test = SyntheticStackDataset(folders, size=16, split="test", curves="test", length=16)
     samples = [test[i] for i in range(16)]
@@ -266,20 +340,9 @@ def test_jpeg_degradation_encodes_rgb_as_pillow_does(tmp_path):
     texture[..., 0] = np.where(rng.random((32, 32)) > 0.5, 0.8, 0.1)  # detail in red only
     texture[..., 1] = 0.2
     write_hdr(tmp_path / "t.exr", texture + 0.01)
-    dataset = SyntheticStackDataset(tmp_path, size=32, noise=False, jpeg=True)
     curve = ResponseCurve("gamma", 1.0)  # identity: the photo is the texture, quantised
-    photo = dataset._degrade(texture, curve, _RngAlwaysJpeg())
+    photo = Capture(jpeg=90).photograph(texture, curve, np.random.default_rng(0))
     buffer = io.BytesIO()
     Image.fromarray(np.round(texture * 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
     expected = np.asarray(Image.open(buffer)).astype(np.float32) / 255
     assert np.abs(photo - expected).max() <= 1 / 255
-
-
-class _RngAlwaysJpeg:
-    """Stands in for the generator in _degrade: always compresses, at quality 90."""
-
-    def random(self):
-        return 0.0
-
-    def integers(self, low, high):
-        return 90

@@ -96,8 +96,8 @@ def test_untrained_model_with_the_true_curve_makes_the_cameras_own_stack():
     a Reinhard roll-off curve (NumPy) is the reference, on pixels not clipped by the logit."""
     import numpy as np
 
+    from hdrsyn.capture import quantise
     from hdrsyn.curves import ResponseCurve, decode
-    from hdrsyn.data import quantise
     from hdrsyn.models.stacknet import merge_stack
 
     curve = ResponseCurve("reinhard", white=8.0)

@@ -37,7 +37,7 @@ def hdr_folder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("hdr")
     rng = np.random.default_rng(0)
-    for name, shape in (("pano.exr", (48, 96)), ("flat.exr", (40, 60))):
+    for name, shape in (("pano.exr", (64, 128)), ("flat.exr", (40, 60))):
         low = np.exp(rng.normal(0, 1.5, (6, 8, 3))).astype(np.float32)
         write_hdr(
             folder / name, cv2.resize(low, shape[::-1], interpolation=cv2.INTER_CUBIC).clip(0)
@@ -343,7 +343,7 @@ def test_each_stack_stage_learns_a_fixed_batch(hdr_folder, kind):
     objective = StageObjective(generator, StageConfig(kind, kind, 1), LossConfig(), CoBiLoss())
     optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
     first = objective(batch)[0].item()
-    for _ in range(60):  # the loss falls to well under 0.9 of its start in each
+    for _ in range(80):  # the loss falls under 0.9 of its start in each (global 0.87, local 0.60)
         loss, _ = objective(batch)
         optimizer.zero_grad()
         loss.backward()

@@ -29,9 +29,18 @@ import torch
 from torch.utils.data import Dataset
 
 from hdrsyn.camera import DEFAULT_EVS, merge_exposures, solve_inverse_crf
-from hdrsyn.curves import CURVE_FAMILIES, MID_GREY_DISPLAY, ResponseCurve, sample_curve
+from hdrsyn.capture import BLUR, Capture, quantise, sample_capture
+from hdrsyn.curves import CURVE_FAMILIES, MID_GREY_DISPLAY, sample_curve
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import HDR_SUFFIXES, LDR_SUFFIXES, exif_evs, is_hdr_file, read_hdr, read_ldr
+from hdrsyn.io import (
+    HDR_SUFFIXES,
+    LDR_SUFFIXES,
+    camera_model,
+    exif_evs,
+    is_hdr_file,
+    read_hdr,
+    read_ldr,
+)
 from hdrsyn.tonemap import REC709_LUMA
 
 LUMA = np.array(REC709_LUMA, np.float32)
@@ -44,46 +53,65 @@ def is_panorama(image: np.ndarray) -> bool:
     return image.shape[1] == 2 * image.shape[0]
 
 
-def perspective_view(
-    panorama: np.ndarray, yaw: float, pitch: float, fov: float, size: int
+def native_view(
+    panorama: np.ndarray, yaw: float, pitch: float, size: int, scale: float = 1.0
 ) -> np.ndarray:
-    """A pinhole view of an equirectangular panorama ``(H, 2H, 3)`` (degrees; yaw 0 = the
-    image centre).
+    """A ``size × size`` view of an equirectangular panorama ``(H, 2H, 3)`` centred on ``yaw``
+    (degrees; 0 = the image centre) and ``pitch``, that never upsamples: it covers
+    ``round(scale · size)`` source pixels a side (wrapping around in yaw, shifted in pitch to
+    stay inside the panorama), area-averaged down to ``size`` (OpenCV's INTER_AREA: each view
+    pixel is the mean radiance over its footprint, as a sensor pixel integrates light), and at
+    ``scale`` 1 the source pixels themselves. A crop of the horizon band, not a pinhole
+    projection: resampling a panorama into a pinhole view interpolates radiance (docs/data.md).
 
     Returns:
         ``(size, size, 3)`` float32.
     """
+    if scale < 1:
+        raise HdrsynError(f"view scale {scale}: below 1 would upsample the source")
     height, width = panorama.shape[:2]
-    focal = 0.5 * size / math.tan(math.radians(fov) / 2)
-    coords = (np.arange(size, dtype=np.float64) + 0.5 - size / 2) / focal
-    x, y = np.meshgrid(coords, -coords)
-    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
-    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
-    p, q = math.radians(pitch), math.radians(yaw)
-    tilt = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
-    turn = np.array([[math.cos(q), 0, math.sin(q)], [0, 1, 0], [-math.sin(q), 0, math.cos(q)]])
-    rays = rays @ (turn @ tilt).T
-    longitude = np.arctan2(rays[..., 0], rays[..., 2])
-    latitude = np.arcsin(np.clip(rays[..., 1], -1, 1))
-    map_x = ((longitude / (2 * math.pi) + 0.5) * width - 0.5).astype(np.float32)
-    map_y = ((0.5 - latitude / math.pi) * height - 0.5).astype(np.float32)
-    return cv2.remap(panorama, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    side = round(scale * size)
+    if side > height:
+        raise HdrsynError(
+            f"a native view of {size}² needs a panorama at least {side} pixels high; "
+            f"this one is {height} (use a smaller size or a larger panorama)"
+        )
+    centre_x = (yaw / 360.0 + 0.5) * width
+    centre_y = (0.5 - pitch / 180.0) * height
+    top = int(np.clip(round(centre_y - side / 2), 0, height - side))
+    left = round(centre_x - side / 2)
+    columns = np.arange(left, left + side) % width
+    crop = panorama[top : top + side][:, columns]
+    if side == size:
+        return np.ascontiguousarray(crop, dtype=np.float32)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-# Splits never share pixels: panorama views look at yaw −20…20° (validation) or 120…240°
-# (training; with a horizontal field of view ≤ 80° the nearest corner is 70° away, while the
-# validation views reach at most 59°); flat images split into the left 30 % and the right 60 %.
+# Splits never share pixels: training and validation views span at most MAX_SPAN degrees of
+# yaw, validation views are centred at yaw −20…20° (so they reach at most 65°), training views
+# at 120…240° (the nearest pixel 75° from the front); flat images split into the left 30 % and
+# the right 60 %. Test views (held-out scenes only) look anywhere, at the source's own density.
 VAL_YAW = (-20.0, 20.0)
 TRAIN_YAW = (120.0, 240.0)
-TRAIN_FOV = (50.0, 80.0)
-VAL_FOV = 60.0
 PITCH = (-15.0, 15.0)
+MAX_SPAN = 90.0  # degrees of yaw a training or validation view covers at most
+MAX_SCALE = 2.0  # training views cover 1…2 source pixels a side per view pixel
 
 
 def _flat_crop(image: np.ndarray, rng, split: str, size: int) -> np.ndarray:
+    """A square crop of a flat image, 60–100 % of the split's part (validation: the left
+    30 %, training: the right 60 %, test: all of it), area-averaged to ``size`` (never
+    upsampled: the crop is at least ``size`` a side)."""
     height, width = image.shape[:2]
-    left, right = (0, int(0.3 * width)) if split == "val" else (int(0.4 * width), width)
-    side = int(min(height, right - left) * rng.uniform(0.6, 1.0))
+    left, right = {"val": (0, int(0.3 * width)), "train": (int(0.4 * width), width),
+                   "test": (0, width)}[split]  # fmt: skip
+    largest = min(height, right - left)
+    if largest < size:
+        raise HdrsynError(
+            f"a {split} view of {size}² needs a {size}-pixel square in this {width}×{height} "
+            "image's part for that split (use a smaller size or a larger image)"
+        )
+    side = max(size, int(largest * rng.uniform(0.6, 1.0)))
     x = int(rng.integers(left, right - side + 1))
     y = int(rng.integers(0, height - side + 1))
     return cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
@@ -94,7 +122,12 @@ def _flat_crop(image: np.ndarray, rng, split: str, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The project's own held-out scenes (issue 11): never trained on, the test set of docs/results.md.
 # A sun in view, a glass bridge with blown windows, a lamp-lit interior.
-HELD_OUT = ("hdr/sunrise.exr", "hdr-extra/bridge.exr", "hdr-extra/lobby.exr")
+# Each in every resolution the data has (hdr-extra-1k/ holds 1024-pixel copies of two).
+HELD_OUT = ("hdr/sunrise.exr", "hdr-extra/bridge.exr", "hdr-extra/lobby.exr",
+            "hdr-extra-1k/bridge.exr", "hdr-extra-1k/lobby.exr")  # fmt: skip
+# The test set of docs/results.md: the held-out scenes at their highest resolution, relative to
+# ../shared/data, so that 256-pixel test views are native.
+TEST_FILES = ("hdr/sunrise.exr", "hdr-extra-1k/bridge.exr", "hdr-extra-1k/lobby.exr")
 
 
 def _matches(path: Path, names) -> bool:
@@ -127,43 +160,40 @@ def hdr_files(source, exclude=()) -> list[Path]:
     return files
 
 
-# Degradations of training inputs: shares of samples, and ranges (docs/data.md). Half the inputs
-# stay clean: photos from a clean pipeline carry no noise, and the curve estimator must not
-# learn to read the curve from the noise alone (it did: ln f⁻¹ RMSE 0.15 on noisy, 0.22 on
-# clean inputs of the same views at step 1000).
-NOISE_SHARE = 0.5
-JPEG_SHARE = 0.5
-# Sensor noise σ = shot·√x + read on the linear exposure x ∈ [0, 1] (the Poisson–Gaussian model
-# of Foi et al., IEEE TIP 2008); the ranges are this project's choice (docs/data.md).
-SHOT_NOISE = (0.0, 0.01)
-READ_NOISE = (0.0, 0.002)
-JPEG_QUALITY = (70, 98)  # inclusive range of JPEG qualities (docs/data.md)
-
-
-def quantise(display: np.ndarray) -> np.ndarray:
-    """8-bit quantisation of display values in [0, 1] (any shape), returned as float32
-    multiples of 1/255."""
-    return (np.round(np.clip(display, 0, 1) * 255) / 255).astype(np.float32)
+# Shares of training inputs that go through each step of the capture (docs/data.md). Half the
+# inputs carry no noise: photos from a clean pipeline carry none, and the curve estimator must
+# not learn to read the curve from the noise alone (it did: ln f⁻¹ RMSE 0.15 on noisy, 0.22 on
+# clean inputs of the same views at step 1000). Test photos always carry some.
+TRAIN_CAPTURE = {"noise": 0.5, "bayer": 0.5, "sharpen": 0.5, "jpeg": 0.5}
+TEST_CAPTURE = {"noise": 1.0, "bayer": 0.5, "sharpen": 0.5}  # + JPEG for photo_format "jpeg"
+PHOTO_FORMATS = ("png", "jpeg")
 
 
 class SyntheticStackDataset(Dataset):
     """Exposure stacks synthesised from real HDR radiance maps (DESIGN.md §5).
 
-    Per sample: a view (perspective from a panorama, or a crop), an exposure set by the
-    auto-exposure rule "geometric-mean luminance at 18 % grey" plus a jitter of up to ±1 stop,
-    a response curve from :data:`CURVE_FAMILIES`, white-balance gains and a flip (training
-    only), and the stack ``f(clip(R · 2^EV))`` quantised to 8 bits. The ``input`` is the EV 0
-    image, optionally degraded by sensor noise (before the curve) and JPEG compression; the
-    targets are clean. Samples are a pure function of ``(seed, split, index)``.
+    Per sample: a view that never upsamples its source (:func:`native_view` of a panorama, or
+    an area-averaged crop), an exposure set by the auto-exposure rule "geometric-mean
+    luminance at 18 % grey" plus a jitter of up to ±1 stop, a response curve from
+    :data:`CURVE_FAMILIES`, white-balance gains and a flip (training only), a camera's
+    processing (:class:`hdrsyn.capture.Capture`: optical blur for every split; sensor noise,
+    Bayer demosaicing, sharpening and JPEG for the photo of training and test samples), and
+    the stack ``f(clip(R · 2^EV))`` of the blurred radiance ``R``, quantised to 8 bits. The
+    targets are clean; validation photos are the clean EV 0 image. Samples are a pure function
+    of ``(seed, split, index)``.
 
     Args:
         source: a folder of .exr/.hdr/.pfm files, a file, or a list of both.
         exclude: files to leave out (see :func:`hdr_files`), e.g. :data:`HELD_OUT`.
         split: ``train`` (random views, length ``length``), ``val`` (``length`` fixed views,
             round-robin over the images, never overlapping the training views) or ``test``
-            (``length`` fixed views looking anywhere, for scenes never trained on: view ``i``
-            shows image ``i mod n`` through the curve kind ``i div n`` of the family, in turn).
+            (``length`` fixed views looking anywhere at the source's own pixel density, for
+            scenes never trained on: view ``i`` shows image ``i mod n`` through the curve kind
+            ``i div n`` of the family, in turn).
         curves: which curve family to draw from (``train`` or ``test``).
+        noise, jpeg: whether training photos may carry sensor noise and JPEG compression.
+        photo_format: the test photos' storage, ``png`` or ``jpeg`` (quality 75–95); the same
+            views, curves and cameras either way.
         srgb_share: probability of an sRGB curve (``train`` and ``val``; default
             :func:`hdrsyn.curves.sample_curve`'s).
     """
@@ -181,21 +211,42 @@ class SyntheticStackDataset(Dataset):
         evs: tuple[float, ...] = DEFAULT_EVS,
         noise: bool = True,
         jpeg: bool = True,
+        photo_format: str = "png",
         srgb_share: float | None = None,
     ):
         if split not in ("train", "val", "test"):
             raise HdrsynError(f"split: {split!r}; use 'train', 'val' or 'test'")
         if curves not in CURVE_FAMILIES:
             raise HdrsynError(f"curves: {curves!r}; use 'train' or 'test'")
+        if photo_format not in PHOTO_FORMATS:
+            raise HdrsynError(f"photo format: {photo_format!r}; use 'png' or 'jpeg'")
         if srgb_share is not None and not 0 <= srgb_share <= 1:
             raise HdrsynError(f"srgb_share: {srgb_share}; a probability in [0, 1]")
         self.files = hdr_files(source, exclude)
         self.images = [read_hdr(path) for path in self.files]
         self.size, self.split, self.length, self.seed = size, split, length, seed
         self.curves, self.evs = curves, tuple(float(ev) for ev in evs)
-        self.noise, self.jpeg = noise and split == "train", jpeg and split == "train"
+        self.capture = dict(TRAIN_CAPTURE)
+        self.capture["noise"] *= noise
+        self.capture["jpeg"] *= jpeg
+        self.photo_format = photo_format
         self.make_stack = True  # False (without_stack): only the EV 0 exposure
         self.srgb_share = srgb_share
+        for path, image in zip(self.files, self.images, strict=True):
+            self._check_size(path, image)
+
+    def _check_size(self, path: Path, image: np.ndarray) -> None:
+        """Views never upsample: the image must hold a native view of ``size`` pixels, and
+        training and validation views of a panorama at most MAX_SPAN degrees wide."""
+        height, width = image.shape[:2]
+        if is_panorama(image):
+            need = self.size if self.split == "test" else math.ceil(self.size * 360 / MAX_SPAN)
+            if (height if self.split == "test" else width) < need:
+                raise HdrsynError(
+                    f"{path}: {width}×{height} is too small for native {self.split} views of "
+                    f"{self.size}² (needs {'height' if self.split == 'test' else 'width'} "
+                    f"≥ {need}; use a smaller size or a larger panorama)"
+                )
 
     def __len__(self) -> int:
         return self.length
@@ -217,14 +268,19 @@ class SyntheticStackDataset(Dataset):
         which = int(rng.integers(count)) if training else index % count
         source = self.images[which]
         if is_panorama(source):
+            width = source.shape[1]
             if self.split == "test":
-                yaw, fov = rng.uniform(-180.0, 180.0), VAL_FOV
+                yaw, scale = rng.uniform(-180.0, 180.0), 1.0
             else:
                 yaw = rng.uniform(*(TRAIN_YAW if training else VAL_YAW))
-                fov = rng.uniform(*TRAIN_FOV) if training else VAL_FOV
-            view = perspective_view(source, yaw, rng.uniform(*PITCH), fov, self.size)
+                widest = min(MAX_SCALE, MAX_SPAN / 360 * width / self.size)
+                scale = rng.uniform(1.0, widest) if training else 1.0
+            pitch = rng.uniform(*PITCH)
+            view = native_view(source, yaw, pitch, self.size, scale)
+            where = f"yaw {yaw:.1f}° pitch {pitch:.1f}° x{scale:.2f}"
         else:
-            view = _flat_crop(source, rng, "val" if self.split == "test" else self.split, self.size)
+            view = _flat_crop(source, rng, self.split, self.size)
+            where = "crop"
         if training:
             view = view * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # white balance
             if rng.random() < 0.5:
@@ -234,6 +290,13 @@ class SyntheticStackDataset(Dataset):
             curve = sample_curve(rng, self.curves, kinds[(index // count) % len(kinds)])
         else:
             curve = sample_curve(rng, self.curves, srgb_share=self.srgb_share)
+        if training:
+            camera = sample_capture(rng, **self.capture)
+        elif self.split == "test":
+            camera = sample_capture(rng, **TEST_CAPTURE, jpeg=float(self.photo_format == "jpeg"))
+        else:
+            camera = Capture(blur=float(rng.uniform(*BLUR)))
+        view = camera.optics(view)
         # auto-exposure: the log-average luminance lands on mid-grey of the display, ±1 stop
         luminance = np.maximum(view @ LUMA, 1e-6)
         jitter = rng.uniform(-1.0, 1.0)
@@ -242,7 +305,7 @@ class SyntheticStackDataset(Dataset):
         radiance = np.ascontiguousarray(view * scale, dtype=np.float32)
         evs = self.evs if self.make_stack else (0.0,)
         stack = np.stack([quantise(curve(radiance * 2.0**ev)) for ev in evs])
-        photo = self._degrade(radiance, curve, rng) if training else stack[evs.index(0.0)]
+        photo = camera.photograph(radiance, curve, rng)
         g = curve.log_inverse()
         return {
             "input": torch.from_numpy(photo).permute(2, 0, 1),
@@ -253,27 +316,9 @@ class SyntheticStackDataset(Dataset):
             "curve": curve.describe(),
             "curve_group": curve.group,
             "source": self.files[which].name,
+            "view": where,
+            "capture": camera.describe(),
         }
-
-    def _degrade(self, radiance: np.ndarray, curve: ResponseCurve, rng) -> np.ndarray:
-        exposure = radiance
-        if self.noise and rng.random() < NOISE_SHARE:
-            shot, read = rng.uniform(*SHOT_NOISE), rng.uniform(*READ_NOISE)
-            sigma = shot * np.sqrt(np.clip(exposure, 0, 1)) + read
-            exposure = exposure + sigma * rng.standard_normal(exposure.shape).astype(np.float32)
-        photo = quantise(curve(exposure))
-        if self.jpeg and rng.random() < JPEG_SHARE:
-            photo = jpeg_compressed(photo, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
-        return photo
-
-
-def jpeg_compressed(photo: np.ndarray, quality: int) -> np.ndarray:
-    """An ``(H, W, 3)`` photo in [0, 1] saved as a JPEG of ``quality`` and read back (OpenCV's
-    codec, 4:2:0), float32."""
-    pixels = cv2.cvtColor(np.round(photo * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-    _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # OpenCV's JPEG codec is BGR
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +340,9 @@ class BracketedStackDataset(Dataset):
     optionally a reference ``reference.exr`` / ``.hdr`` / ``.pfm``; without one, the reference
     is the Debevec merge of the stack through our layer. EVs are made relative to the image at
     EV 0 (which must exist; with EXIF, the middle exposure is EV 0). ``size`` resizes every
-    image to ``size × size`` (Lanczos), as the paper does.
+    image to ``size × size``, as the paper does (area-averaged when shrinking, Lanczos when
+    enlarging). Each sample's ``curve_group`` is the camera of its EV 0 image (EXIF make and
+    model, ``camera`` without them): reports give a row per camera.
     """
 
     def __init__(self, root: str | os.PathLike, *, size: int | None = None):
@@ -328,21 +375,25 @@ class BracketedStackDataset(Dataset):
             if reference.shape != images[0].shape:
                 raise HdrsynError(f"{scene.reference}: size differs from the exposures")
             radiance = torch.from_numpy(reference).permute(2, 0, 1)
+        camera = camera_model(scene.images[scene.evs.index(0.0)]) or "camera"
         return {
             "input": stack[scene.evs.index(0.0)],
             "stack": stack,
             "evs": evs,
             "radiance": radiance,
             "inverse_crf": g,
-            "curve": "camera",
-            "curve_group": "camera",
+            "curve": camera,
+            "curve_group": camera,  # real brackets: reports give a row per camera
             "source": scene.folder.name,
         }
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         if self.size is None:
             return image
-        resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4)
+        # shrinking averages each pixel's footprint, as a coarser sensor would (Lanczos rings)
+        shrinking = min(image.shape[:2]) >= self.size
+        method = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+        resized = cv2.resize(image, (self.size, self.size), interpolation=method)
         return np.clip(resized, 0, None) if image.max() > 1 else np.clip(resized, 0, 1)
 
 
