@@ -14,6 +14,9 @@ first (the camera's real curve is unknown to a single-image method).
   ``L = (L_d / L_max) (L_s^n + σ^n)^{1/n}``, ``L_s = k · bilateral(L_d)``, ``σ = k · logmean(L_d)``,
   ``n = 0.86`` (the paper's value).
 
+* ``expandnet``: the published learned peer, Marnerides et al. 2018, with its authors' weights
+  (:mod:`hdrsyn.expandnet`).
+
 ``k`` is the peak display luminance (3000 cd/m², the papers' setting); it only matters to Huo,
 whose expansion is not a pure scaling.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hdrsyn.expandnet import expandnet
 from hdrsyn.tonemap import luminance, srgb_decode
 
 PEAK = 3000.0
@@ -68,4 +72,4 @@ def huo(photo: Tensor, peak: float = PEAK, n: float = 0.86) -> Tensor:
     return _with_luminance(linear, lum, expanded)
 
 
-BASELINES = {"linearised": linearised, "akyuz": akyuz, "huo": huo}
+BASELINES = {"linearised": linearised, "akyuz": akyuz, "huo": huo, "expandnet": expandnet}

@@ -212,7 +212,7 @@ def reconstruct_files(
     stack_dir: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
-    curve: str = "auto",
+    curve: str = "srgb",
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
@@ -220,7 +220,7 @@ def reconstruct_files(
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
     writes ``output/<name>.exr`` for each image (``output`` and ``preview`` are then folders,
     made if they are new ones inside existing writable folders), with a progress bar.
-    ``curve``: see :func:`hdrsyn.reconstruct.reconstruct` (``"auto"`` decides per file).
+    ``curve``: see :func:`hdrsyn.reconstruct.reconstruct`.
     Every output is checked before any work. A photo that cannot be read does not stop the
     others: the run ends with an error naming every photo that failed.
 
@@ -228,7 +228,7 @@ def reconstruct_files(
         the files written by kind: ``{"HDR image": [...], "preview": [...], "exposure": [...]}``.
     """
     from hdrsyn.camera import DEFAULT_EVS
-    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, curve_for, load_model, reconstruct
+    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, load_model, reconstruct
 
     photos = _photos(inputs)
     output = Path(output)
@@ -269,7 +269,7 @@ def reconstruct_files(
                 raise
             failed.append(str(error))
             continue
-        result = reconstruct(image, network, evs=evs, curve=curve_for(photo, curve),
+        result = reconstruct(image, network, evs=evs, curve=curve,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
         write_hdr(hdr, result.radiance, overwrite=overwrite, max_boost=max_boost)
         written["HDR image"].append(hdr)

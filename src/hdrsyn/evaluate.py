@@ -60,9 +60,11 @@ CLASSICAL = (*BASELINES, "true-curve", "oracle")
 ERROR_RANGE = 64.0  # PU21 units at full colour of the error maps (≈ a quarter of SDR range)
 
 
-def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
+def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0, photo_format="png"):
     """The dataset ``hdrsyn evaluate`` reads from ``data`` (see the module doc): HDR files
-    and/or folders of them, or one folder of bracketed scene folders."""
+    and/or folders of them (views at the source's pixel density, photographed by the
+    camera-realistic capture and stored as ``photo_format``), or one folder of bracketed scene
+    folders."""
     paths = [Path(p) for p in ([data] if isinstance(data, str | os.PathLike) else data)]
     for path in paths:
         if not path.exists():
@@ -75,8 +77,9 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0):
 
     if all(has_hdr(p) for p in paths):
         return SyntheticStackDataset(
-            paths, size=size, split="test", length=views, seed=seed, curves="test"
-        )
+            paths, size=size, split="test", length=views, seed=seed, curves="test",
+            photo_format=photo_format,
+        )  # fmt: skip
     if len(paths) != 1 or not paths[0].is_dir():
         raise HdrsynError(
             f"{', '.join(map(str, paths))}: give HDR images (files or folders) or one folder "
@@ -111,6 +114,7 @@ def evaluate(
     size: int = 256,
     views: int = 24,
     seed: int = 0,
+    photo_format: str = "png",
     overwrite: bool = False,
 ) -> list[dict]:
     """Run every model and baseline on the test set; write ``report.md``, ``results.csv`` and
@@ -128,7 +132,7 @@ def evaluate(
     if len(set(labels)) != len(labels):
         raise HdrsynError(f"methods: names must differ, got {', '.join(labels)}")
     loaded = {label: (load_model(model), curve) for label, model, curve in labelled}
-    dataset = test_set(data, size=size, views=views, seed=seed)
+    dataset = test_set(data, size=size, views=views, seed=seed, photo_format=photo_format)
     (output / "images").mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image"):
@@ -138,7 +142,9 @@ def evaluate(
         aligned, image_rows = _evaluate_one(sample, loaded, baselines)
         for method, row in image_rows.items():
             rows.append({"image": name, "source": sample["source"], "curve": sample["curve"],
-                         "group": sample["curve_group"], "method": method, **row})  # fmt: skip
+                         "group": sample["curve_group"], "view": sample.get("view", ""),
+                         "capture": sample.get("capture", ""), "method": method,
+                         **row})  # fmt: skip
         picture = _picture(sample, aligned, mask)
         write_ldr(output / "images" / f"{name}.png", picture, overwrite=True)
     seconds = time.perf_counter() - started
@@ -148,7 +154,7 @@ def evaluate(
         "test set": f"{len(dataset)} images"
         + (
             f", {size}², views {views}, seed {seed}, test-family response curves (each kind in "
-            "turn)"
+            f"turn), native-density views, camera-realistic capture stored as {photo_format}"
             if isinstance(dataset, SyntheticStackDataset)
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
@@ -233,8 +239,8 @@ def _error_map(aligned, reference) -> np.ndarray:
 
 
 def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
-    columns = ["image", "source", "curve", "group", "method", *HDR_COLUMNS, *REGION_COLUMNS,
-               "curve_rmse", *STACK_COLUMNS]  # fmt: skip
+    columns = ["image", "source", "curve", "group", "view", "capture", "method", *HDR_COLUMNS,
+               *REGION_COLUMNS, "curve_rmse", *STACK_COLUMNS]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -305,8 +311,9 @@ def _mean(values) -> float:
 
 
 def _groups(rows: list[dict]) -> list[str]:
+    """The curve groups present, then the cameras of real brackets (one group each)."""
     present = {r.get("group") for r in rows}
-    return [g for g in (*GROUPS, "camera") if g in present]
+    return [g for g in GROUPS if g in present] + sorted(present - set(GROUPS) - {None})
 
 
 def _group_means(rows: list[dict], method: str, column: str, groups: list[str]) -> list[float]:

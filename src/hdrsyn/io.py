@@ -51,6 +51,7 @@ os.umask(_UMASK)
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # little- and big-endian TIFF headers
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
+_MAKE, _MODEL = 0x010F, 0x0110  # EXIF tags of the camera
 _EXPOSURE_TIME = 0x829A
 _F_NUMBER = 0x829D
 _ISO = 0x8827
@@ -157,6 +158,21 @@ def exposure_from_exif(path: str | os.PathLike) -> float | None:
     if not (time > 0 and math.isfinite(time)):
         return None
     return math.log2(time * (iso / 100.0) / f_number**2)
+
+
+def camera_model(path: str | os.PathLike) -> str | None:
+    """The camera that took a photo, "Make Model" from its EXIF (the make left out where the
+    model already starts with it), or None."""
+    try:
+        with Image.open(io.BytesIO(_read_bytes(Path(path)))) as image:
+            exif = image.getexif()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    make = str(exif.get(_MAKE, "")).strip(" \x00")
+    model = str(exif.get(_MODEL, "")).strip(" \x00")
+    if model.lower().startswith(make.lower()):
+        make = ""
+    return " ".join(part for part in (make, model) if part) or None
 
 
 def exif_evs(paths: list[Path], fix: str) -> list[float]:

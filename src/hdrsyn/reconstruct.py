@@ -25,24 +25,14 @@ from hdrsyn.calibration import calibrate
 from hdrsyn.camera import DEFAULT_EVS, look_up
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import JPEG_SUFFIXES, read_ldr, read_weights
+from hdrsyn.io import read_ldr, read_weights
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 
 DEFAULT_MAX_PIXELS = 512 * 512
-CURVES = ("auto", "edges", "srgb", "estimated")
-
-
-def curve_for(photo, curve: str = "auto") -> str:
-    """The response curve :func:`reconstruct` takes for ``photo``: ``curve`` itself, or for
-    ``"auto"`` the one measured from the photo's colour edges (``"edges"``) when ``photo`` is
-    the path of a losslessly stored file, and sRGB for JPEGs (their compression bends the
-    edges) and for arrays (whose storage is unknown); docs/results.md."""
-    if curve != "auto":
-        return curve
-    if isinstance(photo, str | os.PathLike):
-        return "srgb" if Path(photo).suffix.lower() in JPEG_SUFFIXES else "edges"
-    return "srgb"
+# sRGB first: the default. On camera-realistic held-out photos neither measurement beats
+# assuming sRGB on every curve group (docs/results.md), so neither is the default.
+CURVES = ("srgb", "edges", "estimated")
 
 
 def shipped_models() -> list[str]:
@@ -125,7 +115,7 @@ def reconstruct(
     *,
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    curve: str = "auto",
+    curve: str = "srgb",
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
@@ -135,14 +125,13 @@ def reconstruct(
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
-        curve: the photo's response curve: ``"auto"`` (default: :func:`curve_for`),
-            ``"srgb"`` (the photo is taken as sRGB-encoded), ``"edges"`` (measured from the
-            photo's colour edges by
-            :func:`hdrsyn.calibration.calibrate`, sRGB where it finds too few; lossless
-            photos only: JPEG compression misleads it) or ``"estimated"`` (CurveNet's guess
-            from the photo's statistics, which does not carry over to new scenes); results
-            of each on held-out scenes in docs/results.md. Models without a curve estimator
-            always use their own.
+        curve: the photo's response curve: ``"srgb"`` (default: the photo is taken as
+            sRGB-encoded), ``"edges"`` (measured from the photo's colour edges by
+            :func:`hdrsyn.calibration.calibrate`, sRGB where it finds too few; misled by
+            real cameras' demosaicing, sharpening and JPEG) or ``"estimated"`` (CurveNet's
+            guess from the photo's statistics); results of each on camera-realistic
+            held-out photos in docs/results.md. Models without a curve estimator always use
+            their own.
 
     Returns:
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
@@ -150,7 +139,6 @@ def reconstruct(
     """
     if curve not in CURVES:
         raise HdrsynError(f"curve: {curve!r}; use {', '.join(CURVES)}")
-    curve = curve_for(photo, curve)
     if isinstance(photo, str | os.PathLike):
         photo = read_ldr(photo)
     if not isinstance(model, nn.Module):
