@@ -32,6 +32,11 @@ SIZES = {1: (1152, 864), 12: (4000, 3000)}
 
 def child(preset: str, megapixels: int) -> None:
     from hdrsyn import merge_exposures, read_ldr
+
+    with contextlib.suppress(ImportError):  # as the command line does (older revisions: on import)
+        from hdrsyn.allocator import keep_freed_memory
+
+        keep_freed_memory()
     from hdrsyn.models import PRESETS, HDRSynthesizer
     from hdrsyn.reconstruct import load_model, reconstruct
 

@@ -281,3 +281,21 @@ def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
     error = np.median(np.abs(aligned - tripod))
     assert error < 0.02
     assert np.median(np.abs(shifted - tripod)) > 5 * error
+
+
+def test_help_and_the_library_import_do_not_load_torch():
+    """``hdrsyn --help`` and ``import hdrsyn`` stay light: PyTorch (≈ 1.5 s to import) loads
+    only when a command or a public name needs it."""
+    script = (
+        "import sys, contextlib, io\n"
+        "import hdrsyn\n"
+        "from hdrsyn.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "print('torch' in sys.modules)\n"
+        "hdrsyn.merge_exposures\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert run.stdout.split() == ["False", "True"]

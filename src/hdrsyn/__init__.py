@@ -1,30 +1,40 @@
-"""hdrsyn: single-image HDR synthesis with a differentiable HDR layer (Kim et al., AAAI 2021)."""
+"""hdrsyn: single-image HDR synthesis with a differentiable HDR layer (Kim et al., AAAI 2021).
 
+The public names load their modules on first use (PEP 562), so that ``import hdrsyn`` and the
+command line's ``--help`` do not pay for PyTorch, and importing hdrsyn changes nothing in the
+host process (the command line, not the library, tunes glibc's malloc: allocator.py).
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from hdrsyn.allocator import keep_freed_memory
-from hdrsyn.camera import merge_exposures
-from hdrsyn.errors import HdrsynError
-from hdrsyn.io import read_hdr, read_ldr, write_hdr, write_ldr
-from hdrsyn.reconstruct import load_model, reconstruct
-from hdrsyn.tonemap import tonemap_reinhard
-
-keep_freed_memory()  # glibc: reuse freed maps instead of faulting in fresh pages (allocator.py)
 
 try:
     __version__ = version("hdrsyn")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = [
-    "HdrsynError",
-    "__version__",
-    "load_model",
-    "merge_exposures",
-    "reconstruct",
-    "read_hdr",
-    "read_ldr",
-    "tonemap_reinhard",
-    "write_hdr",
-    "write_ldr",
-]
+_PUBLIC = {
+    "HdrsynError": "hdrsyn.errors",
+    "load_model": "hdrsyn.reconstruct",
+    "merge_exposures": "hdrsyn.camera",
+    "reconstruct": "hdrsyn.reconstruct",
+    "read_hdr": "hdrsyn.io",
+    "read_ldr": "hdrsyn.io",
+    "tonemap_reinhard": "hdrsyn.tonemap",
+    "write_hdr": "hdrsyn.io",
+    "write_ldr": "hdrsyn.io",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # found once, then an ordinary attribute
+        return value
+    raise AttributeError(f"module 'hdrsyn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

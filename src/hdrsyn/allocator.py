@@ -11,9 +11,12 @@ and keeping up to 512 MB of freed heap for reuse cuts that to about 55k faults a
 photo's first reconstruction from about 1.9 to 1.5 s (docs/performance.md); blocks larger than
 32 MB (a 12 MP plane) still go back to the kernel when freed.
 
-Applied once when hdrsyn is imported, on glibc only, and not at all when the process's
-environment sets either threshold itself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``
-or a ``glibc.malloc`` entry of ``GLIBC_TUNABLES``), so that a user's choice stands.
+Applied by the command line (``hdrsyn.cli.main``) for its own process, never by ``import
+hdrsyn``: a library must not retune its host application's allocator (an application that
+wants it calls :func:`keep_freed_memory` itself). On glibc only, and not at all when the
+process's environment sets either threshold itself (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc`` entry of ``GLIBC_TUNABLES``), so that a
+user's choice stands.
 """
 
 from __future__ import annotations

@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
     from hdrsyn import commands  # after parsing: --help and --version stay fast
+    from hdrsyn.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process's own malloc: reuse freed maps (allocator.py)
 
     try:
         if args.command == "reconstruct":

@@ -26,7 +26,6 @@ import OpenEXR
 from PIL import Image, UnidentifiedImageError
 
 from hdrsyn.errors import HdrsynError
-from hdrsyn.tonemap import REC709_LUMA
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDR_SUFFIXES = (".exr", ".hdr", ".pfm")
@@ -316,6 +315,8 @@ def _sdr_scaled(image: np.ndarray, max_boost: float) -> np.ndarray:
     ``2^max_boost`` times SDR white: what the HDR formats for viewing store."""
     if not max_boost > 0:
         raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
+    from hdrsyn.tonemap import REC709_LUMA  # here: io.py is read without torch (cli --help)
+
     luminance = np.maximum(image @ np.array(REC709_LUMA, np.float32), 1e-8)
     scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
     return np.clip(image * scale, 0, 2.0**max_boost)
