@@ -37,8 +37,8 @@ def child(preset: str, megapixels: int) -> None:
         from hdrsyn.allocator import keep_freed_memory
 
         keep_freed_memory()
+    from hdrsyn import load_model, reconstruct  # exported by every revision
     from hdrsyn.models import PRESETS, HDRSynthesizer
-    from hdrsyn.reconstruct import load_model, reconstruct
 
     width, height = SIZES[megapixels]
     photo = cv2.resize(read_ldr(PHOTO), (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)

@@ -21,7 +21,7 @@ import torch
 from hdrsyn.calibration import calibrate
 from hdrsyn.curves import CURVE_FAMILIES, curve_rmse, srgb_log_inverse
 from hdrsyn.data import HELD_OUT, TEST_FILES, SyntheticStackDataset
-from hdrsyn.reconstruct import load_model
+from hdrsyn.reconstruction import load_model
 
 SHARED = "../shared/data/"
 

@@ -85,7 +85,7 @@ def test_reconstruct_merges_with_the_measured_curve():
     """``curve="edges"``: the model re-exposes and merges with the curve calibrate measures;
     where it finds no colour edges, with sRGB."""
     from hdrsyn.models import HDRSynthesizer, ModelConfig
-    from hdrsyn.reconstruct import reconstruct
+    from hdrsyn.reconstruction import reconstruct
 
     torch.manual_seed(0)
     tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
@@ -120,7 +120,7 @@ def test_reconstruct_takes_every_photo_as_srgb_unless_told(tmp_path):
 
     from hdrsyn import read_ldr
     from hdrsyn.models import HDRSynthesizer, ModelConfig
-    from hdrsyn.reconstruct import reconstruct
+    from hdrsyn.reconstruction import reconstruct
 
     torch.manual_seed(0)
     tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,

@@ -7,7 +7,7 @@ from PIL import Image
 
 from hdrsyn import HdrsynError, read_hdr, read_ldr
 from hdrsyn.cli import main
-from hdrsyn.reconstruct import load_model, reconstruct, shipped_models
+from hdrsyn.reconstruction import load_model, reconstruct, shipped_models
 
 PHOTO = Path(__file__).resolve().parents[1] / "examples" / "interior" / "ev+0.jpg"
 
@@ -196,9 +196,7 @@ def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():
 def test_8_bit_photos_take_the_per_level_prior_with_the_same_result(model, monkeypatch):
     """Large 8-bit photos re-expose through a 256-entry table per EV instead of decoding and
     encoding every pixel (issue 14); the radiance is the same within 1e-3 in log."""
-    import importlib
-
-    module = importlib.import_module("hdrsyn.reconstruct")  # the package exports a function
+    import hdrsyn.reconstruction as module
     photo = read_ldr(PHOTO)
     fast = reconstruct(photo, model, max_pixels=100 * 100)
     assert module._levels_of(torch.from_numpy(photo)) is not None
@@ -210,3 +208,19 @@ def test_8_bit_photos_take_the_per_level_prior_with_the_same_result(model, monke
     monkeypatch.undo()
     noisy = (photo + 1e-4).astype(np.float32)  # not 8-bit levels: the direct path
     assert module._levels_of(torch.from_numpy(noisy)) is None
+
+
+def test_public_names_are_the_functions_whatever_was_imported_first():
+    """The package loads its public names lazily; a submodule imported first must not stand in
+    for a function of the same name (the module is hdrsyn.reconstruction, the function
+    hdrsyn.reconstruct)."""
+    import subprocess
+    import sys
+
+    script = ("import hdrsyn.evaluate, hdrsyn\n"
+              "from hdrsyn import load_model, reconstruct, merge_exposures\n"
+              "print(all(callable(f) and not isinstance(f, type(hdrsyn)) for f in "
+              "(hdrsyn.reconstruct, reconstruct, load_model, merge_exposures)))")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert run.stdout.strip() == "True"

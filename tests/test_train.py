@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from hdrsyn import HdrsynError, write_hdr
 from hdrsyn.data import HELD_OUT, SyntheticStackDataset
 from hdrsyn.models import ModelConfig, StackGenerator
-from hdrsyn.reconstruct import load_model
+from hdrsyn.reconstruction import load_model
 from hdrsyn.train import (
     LossConfig,
     StageConfig,

@@ -15,9 +15,9 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 _PUBLIC = {
     "HdrsynError": "hdrsyn.errors",
-    "load_model": "hdrsyn.reconstruct",
+    "load_model": "hdrsyn.reconstruction",
     "merge_exposures": "hdrsyn.camera",
-    "reconstruct": "hdrsyn.reconstruct",
+    "reconstruct": "hdrsyn.reconstruction",
     "read_hdr": "hdrsyn.io",
     "read_ldr": "hdrsyn.io",
     "tonemap_reinhard": "hdrsyn.tonemap",

@@ -220,7 +220,7 @@ def reconstruct_files(
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
     writes ``output/<name>.exr`` for each image (``output`` and ``preview`` are then folders,
     made if they are new ones inside existing writable folders), with a progress bar.
-    ``curve``: see :func:`hdrsyn.reconstruct.reconstruct`.
+    ``curve``: see :func:`hdrsyn.reconstruction.reconstruct`.
     Every output is checked before any work. A photo that cannot be read does not stop the
     others: the run ends with an error naming every photo that failed.
 
@@ -228,7 +228,7 @@ def reconstruct_files(
         the files written by kind: ``{"HDR image": [...], "preview": [...], "exposure": [...]}``.
     """
     from hdrsyn.camera import DEFAULT_EVS
-    from hdrsyn.reconstruct import DEFAULT_MAX_PIXELS, load_model, reconstruct
+    from hdrsyn.reconstruction import DEFAULT_MAX_PIXELS, load_model, reconstruct
 
     photos = _photos(inputs)
     output = Path(output)

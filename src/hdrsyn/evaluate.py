@@ -46,7 +46,7 @@ from hdrsyn.metrics import (
     ssim,
 )
 from hdrsyn.plots import contact_sheet, stack_rows
-from hdrsyn.reconstruct import CURVES, load_model, reconstruct
+from hdrsyn.reconstruction import CURVES, load_model, reconstruct
 from hdrsyn.tonemap import display, luminance
 
 HDR_COLUMNS = ("pu21_psnr", "pu21_ssim", "log_psnr", "mu_psnr")
