@@ -382,7 +382,7 @@ def test_continuous_condition_allows_fractional_evs():
     generator = StackGenerator(ModelConfig(**{**TINY.to_dict(), "condition": "continuous"}))
     out = generator(torch.rand(1, 3, 16, 16), evs=(-1.0, 0.0, 1.5))
     assert out.evs.tolist() == [-1.0, 0.0, 1.5]
-    with pytest.raises(HdrsynError, match="whole steps"):
+    with pytest.raises(HdrsynError, match="not a whole stop"):
         StackGenerator(TINY)(torch.rand(1, 3, 16, 16), evs=(0.0, 1.5))
     with pytest.raises(HdrsynError, match="gru"):
         ModelConfig(gru="everywhere")

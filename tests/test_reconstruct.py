@@ -125,7 +125,7 @@ def test_an_unreadable_photo_does_not_stop_the_others(tmp_path, capsys):
     [
         (["{d}/missing.jpg", "-o", "{d}/o.exr"], "no such file"),
         ([str(PHOTO), "-o", "{d}/o.exr", "--model", "{d}/nope.safetensors"], "no such weights"),
-        ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "0", "1.5"], "whole steps"),
+        ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "0", "1.5"], "not a whole stop"),
         ([str(PHOTO), "-o", "{d}/o.exr", "--evs", "1", "2"], "must hold 0"),
         ([str(PHOTO), "-o", "{d}/exists.exr"], "--force"),
         ([str(PHOTO), str(PHOTO), "-o", "{d}/o.exr"], "same name"),
@@ -188,7 +188,7 @@ def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():
     for bad in (-5, 0, 2.5):
         with pytest.raises(HdrsynError, match="max_pixels"):
             reconstruct(photo, model, max_pixels=bad)
-    with pytest.raises(HdrsynError, match="cannot make further steps"):
+    with pytest.raises(HdrsynError, match="beyond ±3"):
         reconstruct(photo, model, evs=(-4, -3, -2, -1, 0))
     assert reconstruct(photo, model, evs=(-3, -2, -1, 0, 1)).evs == [-3, -2, -1, 0, 1]
 

@@ -22,12 +22,14 @@ that keeps it near the family; sRGB wins when it scores within :data:`SRGB_MARGI
 estimate (the commonest camera needs less evidence). There is no estimate from fewer than
 :data:`MIN_TRIPLETS` triplets, or from triplets in fewer than :data:`MIN_CELLS` of the photo's
 GRID × GRID cells: one or two edges are too little to go on (a single long edge of a held-out
-view bent the estimate; docs/results.md). ``STRENGTH`` and ``SRGB_MARGIN`` were chosen on
-views of the training scenes, ``MIN_CELLS`` after that held-out failure (docs/results.md).
+view bent the estimate; docs/results/archive.md). ``STRENGTH`` and ``SRGB_MARGIN`` were chosen
+on views of the training scenes, ``MIN_CELLS`` after that held-out failure.
 
-Lossless photos only: JPEG compression bends the edge colours itself (chroma subsampling and
-quantisation act on gamma-encoded YCbCr), and the estimate from a JPEG is worse than assuming
-sRGB (ln f⁻¹ RMSE 0.70 at quality 90 against 0.37 on our held-out views; docs/results.md).
+Not the default, and not to be trusted on camera photos: a camera's demosaicing, sharpening in
+the encoded domain and JPEG compression bend the edge colours themselves, and on
+camera-realistic held-out photos the estimate is worse than assuming sRGB on every kind of
+camera (ln f⁻¹ RMSE 0.94 on PNGs and 0.63 on JPEGs, against 0.37; docs/results.md). It looked
+good only on test views that bilinear upsampling had made exact radiance mixtures.
 
 Reference:
     S. Lin, J. Gu, S. Yamazaki, H.-Y. Shum. Radiometric Calibration from a Single Image.

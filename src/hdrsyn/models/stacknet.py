@@ -215,6 +215,10 @@ def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     return image, (height, width)
 
 
+def _listed(evs: list[float], what: str) -> str:
+    return f"{', '.join(f'{ev:+g}' for ev in evs)} {'is' if len(evs) == 1 else 'are'} {what}"
+
+
 class StackGenerator(nn.Module):
     """Generate a bracketed stack from one image with recursive stop-up and stop-down nets.
     ``fit_curve_basis=False`` skips fitting CurveNet's basis, for weights that bring it."""
@@ -242,17 +246,28 @@ class StackGenerator(nn.Module):
         up = [ev for ev in evs if ev > 0]
         down = [ev for ev in reversed(evs) if ev < 0]
         if self.config.condition != "continuous":
-            for chain, sign in ((up, 1), (down, -1)):
-                if chain != [sign * (k + 1.0) for k in range(len(chain))]:
-                    raise HdrsynError(
-                        f"evs: {evs}: this model makes whole steps of one stop; "
-                        "use a continuous-condition model for other EVs"
-                    )
-                if len(chain) > MAX_STEPS:
-                    raise HdrsynError(
-                        f"evs: {evs}: this model was trained for EV −{MAX_STEPS}…+{MAX_STEPS} "
-                        "(one conditioning per step); it cannot make further steps"
-                    )
+            # the recursion goes one stop at a time from the photo, and a discrete-condition
+            # model has one conditioning per step, MAX_STEPS each way: say that rule
+            whole = [ev for ev in evs if ev == round(ev)]
+            problems = []
+            if len(whole) < len(evs):
+                problems.append(_listed([ev for ev in evs if ev not in whole], "not a whole stop"))
+            if any(abs(ev) > MAX_STEPS for ev in whole):
+                beyond = [ev for ev in whole if abs(ev) > MAX_STEPS]
+                problems.append(_listed(beyond, f"beyond ±{MAX_STEPS}"))
+            inside = [ev for ev in whole if abs(ev) <= MAX_STEPS]
+            low, high = int(min(inside)), int(max(inside))
+            skipped = [float(k) for k in range(low, high + 1) if float(k) not in evs]
+            if skipped:
+                problems.append("it skips " + ", ".join(f"{ev:+g}" for ev in skipped))
+            if problems:
+                raise HdrsynError(
+                    f"evs {' '.join(f'{ev:g}' for ev in evs)}: this model makes EVs one stop "
+                    f"at a time from 0, whole stops from -{MAX_STEPS} to +{MAX_STEPS} with "
+                    f"none skipped ({'; '.join(problems)}); e.g. --evs -3 -2 -1 0 1 2 3 or "
+                    "--evs -2 -1 0 1 2 (other EVs need a continuous-condition model; none "
+                    "is shipped)"
+                )
         return up, down
 
     def forward(
