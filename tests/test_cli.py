@@ -44,6 +44,9 @@ def test_merge_bundled_example_from_exif(tmp_path, capsys):
         tmp_path / "crf.png",
     )
     assert code == 0, err
+    # every file written is named, the preview and the plot too
+    assert stdout.split("\n")[:3] == [f"wrote {out}", f"wrote {tmp_path / 'p.png'}",
+                                      f"wrote {tmp_path / 'crf.png'}"]  # fmt: skip
     radiance = read_hdr(out)
     assert radiance.shape == (320, 600, 3) and np.isfinite(radiance).all()
     # the window is far brighter than the room: a real high dynamic range was recovered
@@ -277,15 +280,40 @@ def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
         frames.append(tmp_path / f"{path.stem}.png")
         Image.fromarray(moved).save(frames[-1])
     evs = ["--ev", *map(str, range(-3, 4))]
-    for name, inputs, extra in (("tripod", STACK, []), ("aligned", frames, ["--align"]),
-                                ("shifted", frames, [])):  # fmt: skip
-        code, _, err = run(capsys, "merge", *inputs, *evs, *extra, "-o", tmp_path / f"{name}.exr")
+    backwards = ["--ev", *map(str, range(3, -4, -1))]  # the same frames given brightest first
+    printed = {}
+    for name, inputs, extra in (("tripod", STACK, evs), ("aligned", frames, [*evs, "--align"]),
+                                ("backwards", frames[::-1], [*backwards, "--align"]),
+                                ("shifted", frames, evs)):  # fmt: skip
+        code, printed[name], err = run(capsys, "merge", *inputs, *extra, "-o",
+                                       tmp_path / f"{name}.exr")  # fmt: skip
         assert code == 0, err
-    tripod, aligned, shifted = (np.log(read_hdr(tmp_path / f"{n}.exr")[10:-10, 10:-10])
-                                for n in ("tripod", "aligned", "shifted"))  # fmt: skip
+    tripod, aligned, backwards, shifted = (
+        np.log(read_hdr(tmp_path / f"{n}.exr")[10:-10, 10:-10])
+        for n in ("tripod", "aligned", "backwards", "shifted"))  # fmt: skip
     error = np.median(np.abs(aligned - tripod))
     assert error < 0.02
     assert np.median(np.abs(shifted - tripod)) > 5 * error
+    # aligned in order of exposure onto the middle one (EV 0) whatever the order given
+    assert np.median(np.abs(backwards - aligned)) < 0.005
+    # the shifts found are reported: each frame moved back by what moved it
+    expected = ", ".join(f"{path.name} ({-dx:+d}, {-dy:+d})"
+                         for path, (dy, dx) in zip(frames, shifts, strict=True))  # fmt: skip
+    assert printed["aligned"].splitlines()[0].endswith(expected)
+    assert "shifts" not in printed["tripod"]
+
+
+def test_merge_takes_a_folder_and_names_an_empty_one(tmp_path, capsys):
+    folder = tmp_path / "bracket"
+    folder.mkdir()
+    code, _, err = run(capsys, "merge", folder, "-o", tmp_path / "o.exr")
+    assert code == 2 and err.strip() == f"hdrsyn: error: {folder}: no images in it (PNG, JPEG or TIFF)"  # noqa: E501
+    code, _, err = run(capsys, "merge", folder / "*.jpg", "-o", tmp_path / "o.exr")
+    assert code == 2 and "*.jpg: no such file" in err
+    for path in STACK:
+        (folder / path.name).write_bytes(path.read_bytes())
+    code, stdout, err = run(capsys, "merge", folder, "-o", tmp_path / "o.exr")
+    assert code == 0 and stdout.strip() == f"wrote {tmp_path / 'o.exr'}", err
 
 
 def test_help_and_the_library_import_do_not_load_torch():

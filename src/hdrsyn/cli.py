@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("\n".join(commands.describe_written(written)))
         elif args.command == "merge":
-            commands.merge_files(
+            merged = commands.merge_files(
                 args.images,
                 args.output,
                 evs=args.ev,
@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 max_boost=args.max_boost,
                 align=args.align,
             )
+            if merged.shifts:
+                print(commands.describe_shifts(merged.shifts))
+            print("\n".join(commands.describe_written(merged.written)))
         elif args.command == "tonemap":
             commands.tonemap_file(
                 args.input, args.output, key=args.key, white=args.white, overwrite=args.force
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hdrsyn: interrupted", file=sys.stderr)
         return 130
-    if args.command not in ("train", "reconstruct"):
+    if args.command not in ("train", "reconstruct", "merge"):
         print(f"wrote {args.output}")
     return 0
 

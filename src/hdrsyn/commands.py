@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,17 @@ from hdrsyn.plots import response_curve_png
 from hdrsyn.tonemap import display
 
 
+@dataclass
+class Merged:
+    """What :func:`merge_files` made: the radiance ``(H, W, 3)``, the files written by kind
+    (as :func:`reconstruct_files` returns them), and with ``align`` each image's shift
+    ``(dx, dy)`` in pixels onto the middle one."""
+
+    radiance: np.ndarray
+    written: dict[str, list[Path]]
+    shifts: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+
 def merge_files(
     images: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -42,11 +54,11 @@ def merge_files(
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
     align: bool = False,
-) -> np.ndarray:
+) -> Merged:
     """Merge a bracketed stack of photographs into an HDR file (Debevec–Malik via our layer).
 
     Args:
-        images: two or more LDR files of the same size.
+        images: two or more LDR files of the same size, or folders of them.
         output: ``.exr``, ``.hdr`` or ``.pfm`` path, or ``.jpg`` for an Ultra HDR JPEG
             (headroom ``max_boost`` stops; :func:`hdrsyn.io.write_hdr`).
         evs: exposure of each image in stops; default from EXIF (exposure time, f-number, ISO),
@@ -58,9 +70,12 @@ def merge_files(
             uncovered by a shift are repeated from the image's border.
 
     Returns:
-        the radiance, ``(H, W, 3)`` float32.
+        the radiance, what was written and the shifts :class:`Merged` holds.
     """
-    paths = [Path(image) for image in images]
+    paths = _photos(images)
+    for path in paths:
+        if not path.exists():
+            raise HdrsynError(f"{path}: no such file")
     check_writable(output, overwrite, HDR_OUTPUT_SUFFIXES)
     if preview is not None:
         check_writable(preview, overwrite, LDR_SUFFIXES)
@@ -69,6 +84,9 @@ def merge_files(
     if len(paths) < 2:
         raise HdrsynError(f"merge needs at least 2 images of different exposure, got {len(paths)}")
     evs = _exposures(paths, evs)
+    # in order of exposure: --align chains neighbouring exposures and aligns onto the middle one
+    order = sorted(range(len(paths)), key=evs.__getitem__)
+    paths, evs = [paths[i] for i in order], [evs[i] for i in order]
 
     levels = []
     for path in tqdm(paths, desc="reading", unit="image", disable=None, leave=False):
@@ -80,29 +98,40 @@ def merge_files(
                 f"{paths[0]} ({first[1]}×{first[0]})"
             )
         levels.append(np.round(image * 255).astype(np.uint8))  # the layer's 256 levels
+    shifts = {}
     if align:
-        levels = _aligned(levels)
+        levels, moves = _aligned(levels)
+        shifts = {path: (round(dx), round(dy)) for path, (dx, dy) in zip(paths, moves, strict=True)}
     stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
     del levels
     radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness)
     result = radiance.permute(1, 2, 0).numpy()
 
     write_hdr(output, result, overwrite=overwrite, max_boost=max_boost)
+    written = {"HDR image": [Path(output)]}
     if preview is not None:
         write_ldr(preview, _display(radiance, key), overwrite=overwrite)
+        written["preview"] = [Path(preview)]
     if plot_crf is not None:
         write_bytes(plot_crf, response_curve_png(inverse_crf.numpy()), overwrite=overwrite)
-    return result
+        written["response plot"] = [Path(plot_crf)]
+    return Merged(result, written, shifts)
+
+
+def describe_shifts(shifts: dict[Path, tuple[int, int]]) -> str:
+    """One line for the user: the shift ``--align`` applied to each image, in pixels."""
+    moves = ", ".join(f"{path.name} ({dx:+d}, {dy:+d})" for path, (dx, dy) in shifts.items())
+    return f"aligned onto the middle image, shifts (x, y) in pixels: {moves}"
 
 
 ALIGN_MAX_BITS = 6  # AlignMTB's pyramid depth: shifts up to ±2^6 = 64 pixels
 
 
-def _aligned(levels: list[np.ndarray]) -> list[np.ndarray]:
+def _aligned(levels: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each image translated onto the middle one: AlignMTB's shifts (median-threshold bitmaps,
     exposure-invariant) between neighbouring exposures, chained outwards from the middle
     (neighbours look most alike: the brightest frame against the middle one was 3 pixels off
-    in a test), applied with the border repeated."""
+    in a test), applied with the border repeated. Returns the images and their shifts."""
     aligner = cv2.createAlignMTB(ALIGN_MAX_BITS)
     grey = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in levels]
     middle = len(levels) // 2
@@ -119,7 +148,7 @@ def _aligned(levels: list[np.ndarray]) -> list[np.ndarray]:
         move = np.float32([[1, 0, dx], [0, 1, dy]])
         aligned.append(cv2.warpAffine(image, move, (width, height),
                                       borderMode=cv2.BORDER_REPLICATE))  # fmt: skip
-    return aligned
+    return aligned, [moves[index] for index in range(len(levels))]
 
 
 def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:
@@ -326,12 +355,13 @@ def _stack_name(photo: Path, ev: float) -> str:
 
 
 def _photos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The photos named, a folder standing for the PNG, JPEG and TIFF files in it."""
     photos: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(p for p in item.iterdir() if p.suffix.lower() in LDR_SUFFIXES)
             if not found:
-                raise HdrsynError(f"{item}: no PNG, JPEG or TIFF images")
+                raise HdrsynError(f"{item}: no images in it (PNG, JPEG or TIFF)")
             photos += found
         else:
             photos.append(item)
