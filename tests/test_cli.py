@@ -200,7 +200,7 @@ def bad_files(tmp_path):
         (["preview-data", "{d}/nothing", "-o", "{d}/p.png"], ["nothing", "no such file"]),
         (["preview-data", "{d}", "-o", "{d}/p.png"], ["folder", "0 exposure images"]),
         (["preview-data", "{d}/folder", "-o", "{d}/p.png"], ["folder", "no .exr, .hdr, .pfm"]),
-        (["reconstruct", "{d}/folder", "-o", "{d}/out"], ["folder", "no PNG, JPEG or TIFF"]),
+        (["reconstruct", "{d}/folder", "-o", "{d}/out"], ["folder", "no images in it"]),
         (["evaluate", "--data", "{d}/nothing", "-o", "{d}/report"], ["nothing", "no such"]),
         (["evaluate", "--data", "{d}", "-o", "{d}/exists.exr"], ["exists.exr", "not a folder"]),
         (["evaluate", "--data", "{d}", "-o", "{d}/r", "--baselines", "magic"], ["magic"]),
@@ -313,7 +313,7 @@ def test_merge_takes_a_folder_and_names_an_empty_one(tmp_path, capsys):
     for path in STACK:
         (folder / path.name).write_bytes(path.read_bytes())
     code, stdout, err = run(capsys, "merge", folder, "-o", tmp_path / "o.exr")
-    assert code == 0 and stdout.strip() == f"wrote {tmp_path / 'o.exr'}", err
+    assert code == 0 and stdout.splitlines()[0] == f"wrote {tmp_path / 'o.exr'}", err
 
 
 def test_help_and_the_library_import_do_not_load_torch():
@@ -332,3 +332,50 @@ def test_help_and_the_library_import_do_not_load_torch():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert run.stdout.split() == ["False", "True"]
+
+
+def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, str, str]:
+    """Run the console script with stderr on a pseudo-terminal (stdout a pipe)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()  # 160 columns: a new pty has none, and tqdm fits its line
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "hdrsyn", *argv], stdout=subprocess.PIPE,
+                               stderr=follower, text=True)  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stdout = process.stdout.read()
+    code = process.wait()
+    os.close(leader)
+    return code, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_shows_each_stage_on_a_terminal_only(tmp_path):
+    photo = tmp_path / "small.jpg"
+    Image.fromarray(np.round(read_ldr(STACK[3])[:64, :96] * 255).astype(np.uint8)).save(photo)
+    argv = ["reconstruct", str(photo), "-o", str(tmp_path / "o.exr"), "--force"]
+    code, stdout, stderr = _stderr_on_a_terminal(argv)
+    assert code == 0, stderr
+    for name in ("read", "curve", "networks", "merge", "write"):
+        assert f"small.jpg: {name}" in stderr
+    assert stdout.splitlines()[-1].startswith("done: 1 file in ")
+    code, _, stderr = _stderr_on_a_terminal([*argv, "--quiet"])
+    assert code == 0 and "small.jpg" not in stderr
+    run = subprocess.run([sys.executable, "-m", "hdrsyn", *argv], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr == ""  # not a terminal: silent
+    code, stdout, stderr = _stderr_on_a_terminal(
+        ["merge", *map(str, STACK), "-o", str(tmp_path / "m.exr"), "--align"])  # fmt: skip
+    assert code == 0 and "align" in stderr and "read ev+0.jpg" in stderr
+    assert stdout.splitlines()[-1].startswith("done: 1 file in ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 import warnings
 
 from hdrsyn import __version__
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
     _add_max_boost(reconstruct)
+    reconstruct.add_argument("--quiet", action="store_true",
+                             help="no progress display (shown on a terminal only)")
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     merge = commands.add_parser(
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--smoothness", type=NON_NEGATIVE, default=10.0,
                        help="λ of Eq. 1, ≥ 0 (default 10)")  # fmt: skip
     merge.add_argument("--key", type=POSITIVE, default=0.18, help="preview key (default 0.18)")
+    merge.add_argument("--quiet", action="store_true",
+                       help="no progress display (shown on a terminal only)")
     merge.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     tonemap = commands.add_parser(
@@ -247,6 +252,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    started = time.monotonic()
     warnings.formatwarning = _one_line_warning
     from hdrsyn import commands  # after parsing: --help and --version stay fast
     from hdrsyn.allocator import keep_freed_memory
@@ -267,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.force,
                 key=args.key,
                 max_boost=args.max_boost,
+                quiet=args.quiet,
             )
-            print("\n".join(commands.describe_written(written)))
+            print("\n".join(commands.describe_written(written, time.monotonic() - started)))
         elif args.command == "merge":
             merged = commands.merge_files(
                 args.images,
@@ -281,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                 key=args.key,
                 max_boost=args.max_boost,
                 align=args.align,
+                quiet=args.quiet,
             )
             if merged.shifts:
                 print(commands.describe_shifts(merged.shifts))
-            print("\n".join(commands.describe_written(merged.written)))
+            seconds = time.monotonic() - started
+            print("\n".join(commands.describe_written(merged.written, seconds)))
         elif args.command == "tonemap":
             commands.tonemap_file(
                 args.input, args.output, key=args.key, white=args.white, overwrite=args.force

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ def merge_files(
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
     align: bool = False,
+    quiet: bool = False,
 ) -> Merged:
     """Merge a bracketed stack of photographs into an HDR file (Debevec–Malik via our layer).
 
@@ -68,6 +70,8 @@ def merge_files(
         align: translate the images onto the middle one first (handheld brackets), with
             OpenCV's median-threshold-bitmap alignment (Ward 2003, ``AlignMTB``); the edges
             uncovered by a shift are repeated from the image's border.
+        quiet: no progress display (otherwise shown on stderr when it is a terminal: the
+            stage, read, align, merge or write).
 
     Returns:
         the radiance, what was written and the shifts :class:`Merged` holds.
@@ -88,8 +92,16 @@ def merge_files(
     order = sorted(range(len(paths)), key=evs.__getitem__)
     paths, evs = [paths[i] for i in order], [evs[i] for i in order]
 
+    bar = tqdm(total=len(paths) + 3 + align, desc="merge", unit="step", leave=False,
+               disable=True if quiet else None, file=sys.stderr)  # fmt: skip
+
+    def stage(name: str) -> None:
+        bar.update()  # the step before is done
+        bar.set_postfix_str(name, refresh=True)
+
     levels = []
-    for path in tqdm(paths, desc="reading", unit="image", disable=None, leave=False):
+    for path in paths:
+        stage(f"read {path.name}")
         image = read_ldr(path)
         if levels and image.shape != levels[0].shape:
             first = levels[0].shape
@@ -100,13 +112,16 @@ def merge_files(
         levels.append(np.round(image * 255).astype(np.uint8))  # the layer's 256 levels
     shifts = {}
     if align:
+        stage("align")
         levels, moves = _aligned(levels)
         shifts = {path: (round(dx), round(dy)) for path, (dx, dy) in zip(paths, moves, strict=True)}
     stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
     del levels
+    stage("merge")
     radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness)
     result = radiance.permute(1, 2, 0).numpy()
 
+    stage("write")
     write_hdr(output, result, overwrite=overwrite, max_boost=max_boost)
     written = {"HDR image": [Path(output)]}
     if preview is not None:
@@ -115,6 +130,8 @@ def merge_files(
     if plot_crf is not None:
         write_bytes(plot_crf, response_curve_png(inverse_crf.numpy()), overwrite=overwrite)
         written["response plot"] = [Path(plot_crf)]
+    bar.update()
+    bar.close()
     return Merged(result, written, shifts)
 
 
@@ -245,10 +262,13 @@ def reconstruct_files(
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
+    quiet: bool = False,
 ) -> dict[str, list[Path]]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
     writes ``output/<name>.exr`` for each image (``output`` and ``preview`` are then folders,
-    made if they are new ones inside existing writable folders), with a progress bar.
+    made if they are new ones inside existing writable folders). Progress goes to stderr on a
+    terminal (never when ``quiet``): photos done, and the stage of the current one (read,
+    curve, networks, merge, write).
     ``curve``: see :func:`hdrsyn.reconstruction.reconstruct`.
     Every output is checked before any work. A photo that cannot be read does not stop the
     others: the run ends with an error naming every photo that failed.
@@ -290,7 +310,13 @@ def reconstruct_files(
         folder.mkdir(exist_ok=True)
     written: dict[str, list[Path]] = {"HDR image": [], "preview": [], "exposure": []}
     failed = []
-    for photo, hdr, shown in tqdm(jobs, desc="reconstruct", unit="image", disable=None):
+    bar = tqdm(jobs, desc="reconstruct", unit="photo", disable=True if quiet else None,
+               file=sys.stderr, leave=False)  # fmt: skip
+    for photo, hdr, shown in bar:
+        def stage(name: str, photo: Path = photo) -> None:
+            bar.set_postfix_str(f"{photo.name}: {name}", refresh=True)
+
+        stage("read")
         try:
             image = read_ldr(photo)
         except HdrsynError as error:
@@ -299,7 +325,8 @@ def reconstruct_files(
             failed.append(str(error))
             continue
         result = reconstruct(image, network, evs=evs, curve=curve,
-                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS)  # fmt: skip
+                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, stage=stage)  # fmt: skip
+        stage("write")
         write_hdr(hdr, result.radiance, overwrite=overwrite, max_boost=max_boost)
         written["HDR image"].append(hdr)
         if shown is not None:
@@ -311,14 +338,16 @@ def reconstruct_files(
                 exposure = stack_folder / _stack_name(photo, ev)
                 write_ldr(exposure, image, overwrite=overwrite)
                 written["exposure"].append(exposure)
+    bar.close()
     if failed:
         raise HdrsynError(f"{len(failed)} of {len(jobs)} photos failed, the others were "
                           f"written: {'; '.join(failed)}")  # fmt: skip
     return written
 
 
-def describe_written(written: dict[str, list[Path]]) -> list[str]:
-    """Lines for the user: each file of a kind with few, else a count per kind and folder."""
+def describe_written(written: dict[str, list[Path]], seconds: float | None = None) -> list[str]:
+    """Lines for the user: each file of a kind with few, else a count per kind and folder;
+    with ``seconds``, a last line with the count of files and the time taken."""
     lines = []
     for kind, paths in written.items():
         if len(paths) <= 3:
@@ -327,6 +356,9 @@ def describe_written(written: dict[str, list[Path]]) -> list[str]:
         for folder in sorted({p.parent for p in paths}):
             count = sum(p.parent == folder for p in paths)
             lines.append(f"wrote {count} {kind}s to {folder}/")
+    if seconds is not None:
+        count = sum(map(len, written.values()))
+        lines.append(f"done: {count} file{'s' * (count != 1)} in {seconds:.1f} s")
     return lines
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -116,6 +116,7 @@ def reconstruct(
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     curve: str = "srgb",
+    stage: Callable[[str], None] | None = None,
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
@@ -132,6 +133,8 @@ def reconstruct(
             guess from the photo's statistics); results of each on camera-realistic
             held-out photos in docs/results.md. Models without a curve estimator always use
             their own.
+        stage: called with ``"curve"``, ``"networks"`` and ``"merge"`` as each begins (a
+            progress display's hook).
 
     Returns:
         the radiance (relative scale: a level-128 pixel of the photo, under the recovered
@@ -157,6 +160,8 @@ def reconstruct(
         small = nn.functional.interpolate(image, size=size, mode="area")
     else:
         small = image
+    stage = stage or (lambda name: None)
+    stage("curve")
     known = None
     if curve != "estimated" and model.generator.curve_net is not None:
         measured = None
@@ -165,6 +170,7 @@ def reconstruct(
         if measured is None:
             measured = normalised(srgb_log_inverse())
         known = measured.to(device)[None]
+    stage("networks")
     generated = model.generator(small, evs, known)
     evs_sorted = generated.evs.tolist()
     if scale < 1.0:
@@ -193,6 +199,7 @@ def reconstruct(
         del levels, upsampled  # before the merge, the peak of memory
     else:
         stack = generated.stack
+    stage("merge")
     radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
     return Reconstruction(
         radiance=radiance.permute(1, 2, 0).cpu().numpy(),
