@@ -26,7 +26,7 @@ def main() -> None:
     evs = [exposure_from_exif(path) for path in paths]
     evs = [ev - float(np.median(evs)) for ev in evs]
     stack = torch.from_numpy(np.round(np.stack(images) * 255).astype(np.uint8)).permute(0, 3, 1, 2)
-    radiance, inverse_crf = merge_exposures(stack, evs)
+    radiance, inverse_crf = merge_exposures(stack, evs, pixel_weights=True)  # as hdrsyn merge
     shown = display(radiance).permute(1, 2, 0).numpy()
 
     pair = contact_sheet(
@@ -43,6 +43,29 @@ def main() -> None:
     labels = ["input", *[f"generated EV {ev:+g}" for ev in result.evs], "HDR, tone-mapped"]
     write_ldr(IMAGES / "reconstruct_example.png", contact_sheet(tiles, labels, 110), overwrite=True)
     before_after(images[3], result.radiance, radiance)
+    speckles(stack, evs)
+
+
+def speckles(stack: torch.Tensor, evs: list[float]) -> None:
+    """The merged window at 4×: per-channel weights (Eq. 2 as printed) against one weight per
+    pixel (what hdrsyn merge does) and OpenCV's MergeDebevec, each exposed alike."""
+    import cv2
+
+    merged = [merge_exposures(stack, evs, pixel_weights=joint)[0].permute(1, 2, 0).numpy()
+              for joint in (False, True)]  # fmt: skip
+    images = [np.ascontiguousarray(x[..., ::-1]) for x in stack.permute(0, 2, 3, 1).numpy()]
+    times = (2.0 ** np.asarray(evs)).astype(np.float32)
+    response = cv2.createCalibrateDebevec().process(images, times)
+    merged.append(cv2.createMergeDebevec().process(images, times, response)[..., ::-1])
+    top, left = 98, 221  # 40 × 60 pixels of the window and the curtain's edge
+    tiles = []
+    for radiance in merged:
+        crop = radiance[top : top + 40, left : left + 60]
+        crop = np.clip(crop / np.percentile(crop, 90) * 0.9, 0, 1) ** (1 / 2.2)
+        tiles.append(np.kron(crop, np.ones((4, 4, 1), np.float32)))
+    labels = ["per-channel weights (Eq. 2 as printed)", "one weight per pixel (hdrsyn merge)",
+              "OpenCV MergeDebevec"]  # fmt: skip
+    write_ldr(IMAGES / "merge_speckles.png", contact_sheet(tiles, labels, 160), overwrite=True)
 
 
 def before_after(photo: np.ndarray, reconstructed: np.ndarray, merged: torch.Tensor) -> None:

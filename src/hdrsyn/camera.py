@@ -96,75 +96,91 @@ class _MergeDebevec(torch.autograd.Function):
     """ln E of Eq. 2 from ĝ of Eq. 3, in chunks of pixels so that memory and time stay low.
 
     Backward recomputes each chunk: ∂ln E/∂z_j = 255 · w(Z_j)/Σw · (g(k_j) − g(k_j − 1)).
+    With ``pixel_weights`` every channel of a pixel takes the same weight per exposure, the
+    smallest of its channels' ``w(Z)`` (the weights are constants of the levels either way).
     """
 
     @staticmethod
-    def forward(ctx, stack, inverse_crf, log_time, weights, fallback_index, exposure_weights):
+    def forward(ctx, stack, inverse_crf, log_time, weights, fallback_index, exposure_weights,
+                pixel_weights):  # fmt: skip
         # stack (B, P, C, H, W); inverse_crf (B, C, 256); log_time (B, P); weights (256,);
         # fallback_index (B, 2): shortest and longest exposure; exposure_weights (B, P).
         ctx.save_for_backward(
             stack, inverse_crf, log_time, weights, fallback_index, exposure_weights
         )
+        ctx.pixel_weights = pixel_weights
         batch, exposures, channels, height, width = stack.shape
         dtype = inverse_crf.dtype
         log_radiance = torch.empty(
             batch, channels, height * width, dtype=dtype, device=stack.device
         )
-        for b, c, part, z in _chunks(stack):
-            table = inverse_crf[b, c]
-            upper, fraction, nearest = _segments(z)
-            log_exposure = look_up(table, upper)
-            if fraction is not None:
-                log_exposure.addcmul_(fraction, look_up(_slopes(table), upper))
-            log_exposure.sub_(log_time[b].view(exposures, 1))
-            weight = look_up(weights, nearest) * exposure_weights[b].view(exposures, 1)
-            total = weight.sum(dim=0)
-            merged = (weight * log_exposure).sum(dim=0).div_(total)
-            clipped = total == 0
-            if _may_hold(clipped):
-                choice = _fallback_choice(nearest, fallback_index[b])
-                fallback = log_exposure.gather(0, choice.unsqueeze(0))[0]
-                merged = torch.where(clipped, fallback, merged)
-            log_radiance[b, c, part] = merged
+        for b, part, segments, channel_weights in _chunks(stack, weights, pixel_weights):
+            for c, (upper, fraction, nearest) in enumerate(segments):
+                table = inverse_crf[b, c]
+                log_exposure = look_up(table, upper)
+                if fraction is not None:
+                    log_exposure.addcmul_(fraction, look_up(_slopes(table), upper))
+                log_exposure.sub_(log_time[b].view(exposures, 1))
+                shared = look_up(weights, nearest) if channel_weights is None else channel_weights
+                weight = shared * exposure_weights[b].view(exposures, 1)
+                total = weight.sum(dim=0)
+                merged = (weight * log_exposure).sum(dim=0).div_(total)
+                clipped = total == 0
+                if _may_hold(clipped):
+                    choice = _fallback_choice(nearest, fallback_index[b])
+                    fallback = log_exposure.gather(0, choice.unsqueeze(0))[0]
+                    merged = torch.where(clipped, fallback, merged)
+                log_radiance[b, c, part] = merged
         return log_radiance.view(batch, channels, height, width)
 
     @staticmethod
     def backward(ctx, grad_output):
         stack, inverse_crf, log_time, weights, fallback_index, exposure_weights = ctx.saved_tensors
         if stack.dtype == torch.uint8 or not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         batch, exposures, channels, height, width = stack.shape
         grad_stack = torch.zeros_like(stack)
         grad_view = grad_stack.view(batch, exposures, channels, height * width)
         grad_flat = grad_output.reshape(batch, channels, height * width)
-        for b, c, part, z in _chunks(stack):
-            upper, _, nearest = _segments(z)
-            weight = look_up(weights, nearest) * exposure_weights[b].view(exposures, 1)
-            total = weight.sum(dim=0)
-            clipped = total == 0
-            share = weight / torch.where(clipped, torch.ones_like(total), total)
-            if _may_hold(clipped):  # the fallback exposure takes the whole gradient
-                choice = _fallback_choice(nearest, fallback_index[b])
-                chosen = torch.arange(exposures, device=z.device).unsqueeze(1) == choice
-                share = torch.where(clipped, chosen.to(share.dtype), share)
-            inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
-            slope = look_up(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
-            grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
-        return grad_stack, None, None, None, None, None
+        flat = stack.reshape(batch, exposures, channels, height * width)
+        for b, part, segments, channel_weights in _chunks(stack, weights, ctx.pixel_weights):
+            for c, (upper, _, nearest) in enumerate(segments):
+                shared = look_up(weights, nearest) if channel_weights is None else channel_weights
+                weight = shared * exposure_weights[b].view(exposures, 1)
+                total = weight.sum(dim=0)
+                clipped = total == 0
+                share = weight / torch.where(clipped, torch.ones_like(total), total)
+                if _may_hold(clipped):  # the fallback exposure takes the whole gradient
+                    choice = _fallback_choice(nearest, fallback_index[b])
+                    chosen = torch.arange(exposures, device=upper.device).unsqueeze(1) == choice
+                    share = torch.where(clipped, chosen.to(share.dtype), share)
+                z = flat[b, :, c, part]
+                inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
+                slope = look_up(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
+                grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
+        return grad_stack, None, None, None, None, None, None
 
 
 _CHUNK = 1 << 16  # pixels per chunk: the working set of one chunk stays in cache
 
 
-def _chunks(stack: Tensor):
-    """Yield ``(b, c, pixel slice, (P, n) view)`` over the stack, a chunk of pixels at a time."""
+def _chunks(stack: Tensor, weights: Tensor, pixel_weights: bool):
+    """Yield ``(b, pixel slice, segments, weight)`` over the stack, a chunk of pixels at a
+    time: per channel the :func:`_segments` of its (P, n) levels, and with ``pixel_weights``
+    the (P, n) weight every channel takes, the smallest of the channels' ``w(Z)`` (else None:
+    each channel reads its own, one at a time, which keeps the working set in cache)."""
     batch, exposures, channels, height, width = stack.shape
     flat = stack.reshape(batch, exposures, channels, height * width)
     for b in range(batch):
-        for c in range(channels):
-            for start in range(0, height * width, _CHUNK):
-                part = slice(start, min(start + _CHUNK, height * width))
-                yield b, c, part, flat[b, :, c, part]
+        for start in range(0, height * width, _CHUNK):
+            part = slice(start, min(start + _CHUNK, height * width))
+            segments = [_segments(flat[b, :, c, part]) for c in range(channels)]
+            smallest = None
+            if pixel_weights:
+                for _, _, nearest in segments:
+                    weight = look_up(weights, nearest)
+                    smallest = weight if smallest is None else torch.minimum(smallest, weight)
+            yield b, part, segments, smallest
 
 
 def _slopes(table: Tensor) -> Tensor:
@@ -407,6 +423,7 @@ def merge_exposures(
     weights: Tensor | None = None,
     n_samples: int | None = None,
     exposure_weights: Tensor | Sequence[float] | None = None,
+    pixel_weights: bool = False,
     check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     r"""Merge a bracketed exposure stack into radiance: Eq. 1 solve, then Eq. 2, differentiably.
@@ -430,6 +447,12 @@ def merge_exposures(
         exposure_weights: :math:`(P,)` or :math:`(B, P)` positive factors on each image's
             ``w(Z)`` in Eq. 2 (default all 1, Eq. 2 as printed): e.g. a measured photo among
             generated exposures, whose error is far smaller, weighs more (docs/hdr-layer.md).
+        pixel_weights: weigh every channel of a pixel alike in Eq. 2, by the smallest of its
+            channels' ``w(Z)``, so that all three come from the same exposures. Per-channel
+            weights (False, Eq. 2 as printed and OpenCV's ``MergeDebevec``) draw a
+            near-white pixel's channels from different exposures wherever one channel
+            clips before the others, and each exposure's noise and JPEG error then show as
+            single-pixel colour speckles (docs/hdr-layer.md). ``hdrsyn merge`` uses True.
         check: read the values (the stack's range, distinct finite EVs, positive exposure
             weights) and refuse bad ones. Each check waits for the device, and none can run in
             a captured CUDA graph: ``False`` skips them, for stacks a model made (shapes and
@@ -479,7 +502,7 @@ def merge_exposures(
         )
     log_radiance = _MergeDebevec.apply(
         stack.contiguous(), inverse_crf, log_time, weights, fallback_index,
-        exposure_weights.contiguous(),
+        exposure_weights.contiguous(), pixel_weights,
     )  # fmt: skip
     # in place when no gradient is recorded: a 12 MP radiance is a 144 MB map
     radiance = log_radiance.exp() if log_radiance.requires_grad else log_radiance.exp_()

@@ -118,7 +118,9 @@ def merge_files(
     stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
     del levels
     stage("merge")
-    radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness)
+    # every channel of a pixel from the same exposures: no colour speckles where one channel
+    # clips first (camera.merge_exposures, docs/hdr-layer.md)
+    radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness, pixel_weights=True)
     result = radiance.permute(1, 2, 0).numpy()
 
     stage("write")
