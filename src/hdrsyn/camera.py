@@ -114,8 +114,9 @@ class _MergeDebevec(torch.autograd.Function):
         log_radiance = torch.empty(
             batch, channels, height * width, dtype=dtype, device=stack.device
         )
-        for b, part, segments, channel_weights in _chunks(stack, weights, pixel_weights):
-            for c, (upper, fraction, nearest) in enumerate(segments):
+        for b, part, levels, channel_weights in _chunks(stack, weights, pixel_weights):
+            for c in range(channels):
+                upper, fraction, nearest = _segments(levels[:, c])
                 table = inverse_crf[b, c]
                 log_exposure = look_up(table, upper)
                 if fraction is not None:
@@ -142,9 +143,10 @@ class _MergeDebevec(torch.autograd.Function):
         grad_stack = torch.zeros_like(stack)
         grad_view = grad_stack.view(batch, exposures, channels, height * width)
         grad_flat = grad_output.reshape(batch, channels, height * width)
-        flat = stack.reshape(batch, exposures, channels, height * width)
-        for b, part, segments, channel_weights in _chunks(stack, weights, ctx.pixel_weights):
-            for c, (upper, _, nearest) in enumerate(segments):
+        for b, part, levels, channel_weights in _chunks(stack, weights, ctx.pixel_weights):
+            for c in range(channels):
+                z = levels[:, c]
+                upper, _, nearest = _segments(z)
                 shared = look_up(weights, nearest) if channel_weights is None else channel_weights
                 weight = shared * exposure_weights[b].view(exposures, 1)
                 total = weight.sum(dim=0)
@@ -154,7 +156,6 @@ class _MergeDebevec(torch.autograd.Function):
                     choice = _fallback_choice(nearest, fallback_index[b])
                     chosen = torch.arange(exposures, device=upper.device).unsqueeze(1) == choice
                     share = torch.where(clipped, chosen.to(share.dtype), share)
-                z = flat[b, :, c, part]
                 inside = (z >= 0) & (z <= 1)  # clamped inputs get no gradient
                 slope = look_up(_slopes(inverse_crf[b, c]), upper)  # Eq. 3
                 grad_view[b, :, c, part] = grad_flat[b, c, part] * share * slope * 255 * inside
@@ -165,22 +166,21 @@ _CHUNK = 1 << 16  # pixels per chunk: the working set of one chunk stays in cach
 
 
 def _chunks(stack: Tensor, weights: Tensor, pixel_weights: bool):
-    """Yield ``(b, pixel slice, segments, weight)`` over the stack, a chunk of pixels at a
-    time: per channel the :func:`_segments` of its (P, n) levels, and with ``pixel_weights``
-    the (P, n) weight every channel takes, the smallest of the channels' ``w(Z)`` (else None:
-    each channel reads its own, one at a time, which keeps the working set in cache)."""
+    """Yield ``(b, pixel slice, (P, C, n) view, weight)`` over the stack, a chunk of pixels at
+    a time; with ``pixel_weights`` the (P, n) weight every channel takes, the smallest of the
+    channels' ``w(Z)`` (else None: each channel reads its own, one channel at a time, which
+    keeps the working set in cache)."""
     batch, exposures, channels, height, width = stack.shape
     flat = stack.reshape(batch, exposures, channels, height * width)
     for b in range(batch):
         for start in range(0, height * width, _CHUNK):
             part = slice(start, min(start + _CHUNK, height * width))
-            segments = [_segments(flat[b, :, c, part]) for c in range(channels)]
             smallest = None
             if pixel_weights:
-                for _, _, nearest in segments:
-                    weight = look_up(weights, nearest)
+                for c in range(channels):
+                    weight = look_up(weights, _levels(flat[b, :, c, part]))
                     smallest = weight if smallest is None else torch.minimum(smallest, weight)
-            yield b, part, segments, smallest
+            yield b, part, flat[b, :, :, part], smallest
 
 
 def _slopes(table: Tensor) -> Tensor:
