@@ -37,20 +37,25 @@ kept = libc.mallinfo2().fordblks >= 20 << 20
 print(int(mapped), int(kept))
 """
 
-# a 20 MB map made and freed ten times: page faults of the last nine
-REPEATED_MAP_FAULTS = """
+# a small convolutional network run six times on a 384 x 384 image, as a reconstruction runs
+# its networks: page faults of the last five runs
+REPEATED_FORWARD_FAULTS = """
 import resource, sys
 if sys.argv[1] == "cli":
     from hdrsyn.cli import main
     assert main(["tonemap", "missing.exr", "-o", "out.png"]) == 2
 import torch
+torch.set_num_threads(1)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                          torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                          torch.nn.Conv2d(16, 3, 3, padding=1))
+image = torch.rand(1, 3, 384, 384)
 faults = []
-for _ in range(10):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    map = torch.empty(5 << 20)
-    map.fill_(1)
-    del map
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+with torch.no_grad():
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        net(image)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 print(sum(faults[1:]))
 """
 
@@ -77,14 +82,15 @@ def test_the_command_line_keeps_large_blocks_and_the_library_leaves_malloc_alone
 
 
 @glibc
-def test_a_freed_map_is_reused_without_faulting_in_fresh_pages():
-    """Without hdrsyn, glibc faults in a 20 MB map's 5120 pages again for most of the next nine
-    (measured: 6 to 8); after the command line has run they reuse the first one's pages,
-    except when a small allocation has split the freed block (measured: 0 or 1 of the 9 here,
-    3 once on CI). So: the fewest of three runs after the command line against the most of
-    three without."""
-    assert max(int(*_run(REPEATED_MAP_FAULTS, "plain")) for _ in range(3)) > 5 * 5120
-    assert min(int(*_run(REPEATED_MAP_FAULTS, "cli")) for _ in range(3)) < 2.5 * 5120
+def test_freed_maps_are_reused_without_faulting_in_fresh_pages():
+    """Without hdrsyn, every run of the network faults its 9.4 MB maps in from the kernel again
+    (measured: 55-57k faults over the last five runs); after the command line has run they come
+    from kept heap (2.3k-4.6k, the second run only). A 20 MB block freed and asked for again is
+    no test of this: torch asks for 64-byte aligned blocks, which a freed block of exactly the
+    same size cannot serve, so whether it is reused depends on what Python allocated beside it."""
+    plain = int(*_run(REPEATED_FORWARD_FAULTS, "plain"))
+    cli = int(*_run(REPEATED_FORWARD_FAULTS, "cli"))
+    assert cli * 4 < plain, (cli, plain)
 
 
 @glibc

@@ -317,14 +317,20 @@ def test_merge_takes_a_folder_and_names_an_empty_one(tmp_path, capsys):
 
 
 def test_help_and_the_library_import_do_not_load_torch():
-    """``hdrsyn --help`` and ``import hdrsyn`` stay light: PyTorch (≈ 1.5 s to import) loads
-    only when a command or a public name needs it."""
+    """``hdrsyn --help``, refused commands and ``import hdrsyn`` stay light: PyTorch (≈ 1.5 s
+    to import) loads only when a command gets to work or a public name is used."""
+    photo = str(STACK[3])
     script = (
         "import sys, contextlib, io\n"
         "import hdrsyn\n"
         "from hdrsyn.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['reconstruct', 'missing.jpg', '-o', 'x.exr']) == 2\n"
+        f"    assert main(['reconstruct', {photo!r}, '-o', 'x.exr', '--evs', '-2', '0', '2'])"
+        " == 2\n"
+        "    assert main(['merge', 'missing.jpg', 'b.jpg', '-o', 'x.exr']) == 2\n"
         "print('torch' in sys.modules)\n"
         "hdrsyn.merge_exposures\n"
         "print('torch' in sys.modules)\n"

@@ -37,7 +37,6 @@ from hdrsyn.curves import LEVELS, MID_LEVEL, normalised
 from hdrsyn.errors import HdrsynError
 
 LN2 = math.log(2.0)
-DEFAULT_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the paper's stack, stops from the input
 DEFAULT_SMOOTHNESS = 10.0  # λ of Eq. 1; OpenCV's default (the official code uses 20)
 _SNAP = 1e-3  # levels this close to an integer count as that integer
 

@@ -1,20 +1,25 @@
-"""The jobs behind the command line, one function per command; the CLI only parses and calls."""
+"""The jobs behind the command line, one function per command; the CLI only parses and calls.
+
+PyTorch and the models are imported inside the functions that use them, after every check
+of the arguments and files: a refused command answers in a fraction of a second.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from hdrsyn.camera import DEFAULT_SMOOTHNESS, merge_exposures
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import (
     HDR_OUTPUT_SUFFIXES,
@@ -28,8 +33,11 @@ from hdrsyn.io import (
     write_hdr,
     write_ldr,
 )
-from hdrsyn.plots import response_curve_png
-from hdrsyn.tonemap import display
+from hdrsyn.stops import DEFAULT_EVS, chains
+
+if TYPE_CHECKING:
+    import torch
+
 
 
 @dataclass
@@ -51,7 +59,7 @@ def merge_files(
     preview: str | os.PathLike | None = None,
     plot_crf: str | os.PathLike | None = None,
     overwrite: bool = False,
-    smoothness: float = DEFAULT_SMOOTHNESS,
+    smoothness: float | None = None,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
     align: bool = False,
@@ -80,6 +88,11 @@ def merge_files(
     for path in paths:
         if not path.exists():
             raise HdrsynError(f"{path}: no such file")
+    import torch
+
+    from hdrsyn.camera import merge_exposures
+    from hdrsyn.plots import response_curve_png
+
     check_writable(output, overwrite, HDR_OUTPUT_SUFFIXES)
     if preview is not None:
         check_writable(preview, overwrite, LDR_SUFFIXES)
@@ -120,7 +133,8 @@ def merge_files(
     stage("merge")
     # every channel of a pixel from the same exposures: no colour speckles where one channel
     # clips first (camera.merge_exposures, docs/hdr-layer.md)
-    radiance, inverse_crf = merge_exposures(stack, evs, smoothness=smoothness, pixel_weights=True)
+    solve = {} if smoothness is None else {"smoothness": smoothness}  # None: Eq. 1's default
+    radiance, inverse_crf = merge_exposures(stack, evs, pixel_weights=True, **solve)
     result = radiance.permute(1, 2, 0).numpy()
 
     stage("write")
@@ -188,6 +202,8 @@ def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:
 
 def _display(radiance: torch.Tensor, key: float, white: float | None = None) -> np.ndarray:
     """Tone-map ``(3, H, W)`` radiance and sRGB-encode it into ``(H, W, 3)`` in [0, 1]."""
+    from hdrsyn.tonemap import display
+
     return display(radiance, key, white).permute(1, 2, 0).numpy()
 
 
@@ -204,6 +220,8 @@ def tonemap_file(
     Returns:
         the displayed image, ``(H, W, 3)`` float32 in [0, 1].
     """
+    import torch
+
     check_writable(output, overwrite, LDR_SUFFIXES)
     radiance = torch.from_numpy(read_hdr(source)).permute(2, 0, 1)
     shown = _display(radiance, key, white)
@@ -228,6 +246,7 @@ def preview_data(
     """
     from hdrsyn.data import BracketedStackDataset, SyntheticStackDataset
     from hdrsyn.plots import contact_sheet, stack_rows
+    from hdrsyn.tonemap import display
 
     check_writable(output, overwrite, (".png", ".jpg", ".jpeg"))
     folder = Path(source)
@@ -278,12 +297,15 @@ def reconstruct_files(
     Returns:
         the files written by kind: ``{"HDR image": [...], "preview": [...], "exposure": [...]}``.
     """
-    from hdrsyn.camera import DEFAULT_EVS
-    from hdrsyn.reconstruction import DEFAULT_MAX_PIXELS, load_model, reconstruct
-
     photos = _photos(inputs)
     output = Path(output)
     single = len(photos) == 1 and not Path(inputs[0]).is_dir()
+    if single and not photos[0].is_file():
+        raise HdrsynError(f"{photos[0]}: no such file")
+    evs = list(DEFAULT_EVS if evs is None else evs)
+    continuous = _continuous_condition(model)
+    if continuous is not None:  # else a run folder: the model refuses wrong EVs when loaded
+        chains(evs, continuous)
     folders = []  # made after every check: a refused run leaves nothing
     if single:
         jobs = [(photos[0], output, Path(preview) if preview else None)]
@@ -299,7 +321,6 @@ def reconstruct_files(
     if stack_dir is not None:
         stack_folder = _new_or_existing_folder(Path(stack_dir), "--stack-dir")
         folders.append(stack_folder)
-    evs = list(DEFAULT_EVS if evs is None else evs)
     for photo, hdr, shown in jobs:  # refuse before any work
         check_writable(hdr, overwrite, HDR_OUTPUT_SUFFIXES, folder_made=hdr.parent in folders)
         if shown is not None:
@@ -307,6 +328,10 @@ def reconstruct_files(
         for ev in evs if stack_folder is not None else []:
             check_writable(stack_folder / _stack_name(photo, ev), overwrite, (".png",),
                            folder_made=True)  # fmt: skip
+    import torch
+
+    from hdrsyn.reconstruction import DEFAULT_MAX_PIXELS, load_model, reconstruct
+
     network = load_model(model)
     for folder in folders:
         folder.mkdir(exist_ok=True)
@@ -345,6 +370,24 @@ def reconstruct_files(
         raise HdrsynError(f"{len(failed)} of {len(jobs)} photos failed, the others were "
                           f"written: {'; '.join(failed)}")  # fmt: skip
     return written
+
+
+def _continuous_condition(model: str | os.PathLike) -> bool | None:
+    """Whether a shipped name or a ``.safetensors`` file holds a continuous-condition model,
+    from the file's metadata alone (no PyTorch); None when that cannot be told so (a run
+    folder, a missing or foreign file: loading the model says what is wrong)."""
+    from safetensors import safe_open
+
+    shipped = resources.files("hdrsyn") / "weights" / f"{model}.safetensors"
+    path = Path(str(shipped)) if shipped.is_file() else Path(model)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "np") as handle:
+            config = json.loads((handle.metadata() or {}).get("model", "null"))
+    except Exception:  # safetensors raises several types; load_model names the problem
+        return None
+    return None if not isinstance(config, dict) else config.get("condition") == "continuous"
 
 
 def describe_written(written: dict[str, list[Path]], seconds: float | None = None) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hdrsyn.camera import DEFAULT_EVS, merge_exposures, solve_inverse_crf
+from hdrsyn.camera import merge_exposures, solve_inverse_crf
 from hdrsyn.capture import BLUR, Capture, quantise, sample_capture
 from hdrsyn.curves import CURVE_FAMILIES, MID_GREY_DISPLAY, sample_curve
 from hdrsyn.errors import HdrsynError
@@ -41,6 +41,7 @@ from hdrsyn.io import (
     read_hdr,
     read_ldr,
 )
+from hdrsyn.stops import DEFAULT_EVS
 from hdrsyn.tonemap import REC709_LUMA
 
 LUMA = np.array(REC709_LUMA, np.float32)

@@ -22,12 +22,13 @@ import torch
 from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
-from hdrsyn.camera import DEFAULT_EVS, look_up
+from hdrsyn.camera import look_up
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_ldr, read_weights
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
+from hdrsyn.stops import DEFAULT_EVS
 
 DEFAULT_MAX_PIXELS = 512 * 512
 # sRGB first: the default. On camera-realistic held-out photos neither measurement beats

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hdrsyn.stops import MAX_STEPS
+
 NORM_EPS = 1e-5  # instance norm's ε (nn.InstanceNorm2d's default, which the weights trained with)
-MAX_STEPS = 3  # discrete conditioning: one (γ, β) per step, EV ±1…±3 (the paper's stack)
 
 
 class ConditionalInstanceNorm(nn.Module):

@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from hdrsyn.camera import DEFAULT_EVS, merge_exposures
+from hdrsyn.camera import merge_exposures
 from hdrsyn.curves import reexpose
 from hdrsyn.edges import canny_edges
 from hdrsyn.errors import HdrsynError
-from hdrsyn.models.blocks import MAX_STEPS
 from hdrsyn.models.curve import CurveNet
 from hdrsyn.models.unet import UNet
+from hdrsyn.stops import DEFAULT_EVS, chains
 from hdrsyn.tonemap import srgb_decode, srgb_encode
 
 _EPS = 1e-3  # images are clamped to [ε, 1 − ε] before the logit
@@ -215,10 +215,6 @@ def pad_to(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     return image, (height, width)
 
 
-def _listed(evs: list[float], what: str) -> str:
-    return f"{', '.join(f'{ev:+g}' for ev in evs)} {'is' if len(evs) == 1 else 'are'} {what}"
-
-
 class StackGenerator(nn.Module):
     """Generate a bracketed stack from one image with recursive stop-up and stop-down nets.
     ``fit_curve_basis=False`` skips fitting CurveNet's basis, for weights that bring it."""
@@ -240,35 +236,7 @@ class StackGenerator(nn.Module):
         return None if self.curve_net is None else self.curve_net(image)
 
     def _chains(self, evs: Sequence[float]) -> tuple[list[float], list[float]]:
-        evs = sorted(float(ev) for ev in evs)
-        if 0.0 not in evs or len(set(evs)) != len(evs):
-            raise HdrsynError(f"evs: {evs} must hold 0 (the input) and no repeats")
-        up = [ev for ev in evs if ev > 0]
-        down = [ev for ev in reversed(evs) if ev < 0]
-        if self.config.condition != "continuous":
-            # the recursion goes one stop at a time from the photo, and a discrete-condition
-            # model has one conditioning per step, MAX_STEPS each way: say that rule
-            whole = [ev for ev in evs if ev == round(ev)]
-            problems = []
-            if len(whole) < len(evs):
-                problems.append(_listed([ev for ev in evs if ev not in whole], "not a whole stop"))
-            if any(abs(ev) > MAX_STEPS for ev in whole):
-                beyond = [ev for ev in whole if abs(ev) > MAX_STEPS]
-                problems.append(_listed(beyond, f"beyond ±{MAX_STEPS}"))
-            inside = [ev for ev in whole if abs(ev) <= MAX_STEPS]
-            low, high = int(min(inside)), int(max(inside))
-            skipped = [float(k) for k in range(low, high + 1) if float(k) not in evs]
-            if skipped:
-                problems.append("it skips " + ", ".join(f"{ev:+g}" for ev in skipped))
-            if problems:
-                raise HdrsynError(
-                    f"evs {' '.join(f'{ev:g}' for ev in evs)}: this model makes EVs one stop "
-                    f"at a time from 0, whole stops from -{MAX_STEPS} to +{MAX_STEPS} with "
-                    f"none skipped ({'; '.join(problems)}); e.g. --evs -3 -2 -1 0 1 2 3 or "
-                    "--evs -2 -1 0 1 2 (other EVs need a continuous-condition model; none "
-                    "is shipped)"
-                )
-        return up, down
+        return chains(evs, continuous=self.config.condition == "continuous")
 
     def forward(
         self,
