@@ -324,9 +324,9 @@ def reexpose(image: Tensor, stops: Tensor, g: Tensor) -> Tensor:
     """``f(2^stops · f⁻¹(image))``: the photo as its camera (response ``g``) would have taken it
     ``stops`` brighter. Right wherever the photo is well exposed; clipped stays clipped.
 
-    The same values as :func:`decode` then :func:`encode` (within 1e-6: float32 rounding), about 3× faster on the
-    CPU: in the log domain both are piecewise linear and the exposure change is a shift, so the
-    whole map is piecewise linear in the input. It is tabulated on a grid of
+    The same values as :func:`decode` then :func:`encode` (within 1e-6, float32 rounding), about
+    3× faster on the CPU: in the log domain both are piecewise linear and the exposure change is
+    a shift, so the whole map is piecewise linear in the input. It is tabulated on a grid of
     :data:`CELLS_PER_LEVEL` cells per level (the decoding's knots fall on cell edges) and read by
     linear interpolation; the few pixels in cells that hold a knot of the encoding (about 6 %)
     take the two-step path. Other devices take the two-step path everywhere (finding those
