@@ -44,6 +44,81 @@ def main() -> None:
     write_ldr(IMAGES / "reconstruct_example.png", contact_sheet(tiles, labels, 110), overwrite=True)
     before_after(images[3], result.radiance, radiance)
     speckles(stack, evs)
+    response_before_after()
+
+
+def response_before_after(pick: int = 9) -> None:
+    """A realistic JPEG bracket of merge_study.py (its bracket ``pick``, a night sky through a
+    filmic camera at JPEG q75: of the 45 brackets, the one whose Eq. 1 at λ = 10 fell most,
+    by 1.35): the response Eq. 1 recovers at OpenCV's λ = 10 (as hdrsyn merge did
+    before issue 24) against the default (λ = 100, monotone) and the camera's own curve, and
+    a crop of the brightest region merged with each, exposed alike."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from merge_study import EVS, SETTINGS, SHARED, SHIFT, _aligned, bracket, brackets
+    from PIL import Image
+
+    from hdrsyn.camera import solve_response
+    from hdrsyn.plots import CHANNEL_COLOURS
+
+    scenes = [*sorted((SHARED / "hdr").glob("*.exr")),
+              *sorted((SHARED / "hdr-extra-1k").glob("*.exr"))]  # fmt: skip
+    made = brackets(scenes, 3, jpeg=True)
+    for _ in range(pick):  # every bracket draws from the same generator: make them in order
+        _, view, curve, capture, rng = next(made)
+        bracket(view, EVS, curve, capture, rng, shift=SHIFT)
+    name, view, curve, capture, rng = next(made)
+    frames, _ = bracket(view, EVS, curve, capture, rng, shift=SHIFT)
+    frames = np.stack(_aligned(list(frames))[0])
+    truth = capture.optics(view)[SHIFT:-SHIFT, SHIFT:-SHIFT]
+    stack = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    figure = Figure(figsize=(12, 3.4), dpi=100)
+    axes = figure.add_subplot(1, 4, 1)
+    levels = np.arange(256)
+    for channel_curve in curve.curves:
+        true = channel_curve.log_inverse()
+        axes.plot(true - true[128], levels, color="black", linewidth=0.6)
+    merged = {}
+    for label, style in (("unscaled 10", ":"), ("100 monotone", "-")):
+        g = solve_response(stack[None], torch.tensor(EVS)[None], **SETTINGS[label]).inverse_crf[0]
+        for c, colour in enumerate(CHANNEL_COLOURS):
+            axes.plot(g[c], levels, color=colour, linestyle=style, linewidth=1.2)
+        merged[label] = merge_exposures(stack, EVS, inverse_crf=g.float(), pixel_weights=True)[0]
+    axes.set_xlabel("ln exposure g(Z)")
+    axes.set_ylabel("pixel level Z")
+    axes.set_ylim(100, 255)
+    axes.set_xlim(-1, 3)
+    axes.set_title("dotted: before, solid: now, black: camera", fontsize=8)
+    # the 80 × 120 window brightest in the middle frame (top-left corner of its box mean)
+    import cv2
+
+    box = cv2.boxFilter(frames[3].max(axis=2).astype(np.float32), -1, (120, 80), anchor=(0, 0),
+                        borderType=cv2.BORDER_CONSTANT)  # fmt: skip
+    box[-80:], box[:, -120:] = -1, -1
+    y, x = np.unravel_index(np.argmax(box), box.shape)
+    crops = {"truth": truth, **{k: v.permute(1, 2, 0).numpy() for k, v in merged.items()}}
+    titles = {"truth": "true radiance", "unscaled 10": "before: λ 10, not monotone",
+              "100 monotone": "now: λ 100, monotone"}  # fmt: skip
+    reference = truth[y : y + 80, x : x + 120]
+    for panel, (label, radiance) in enumerate(crops.items(), start=2):
+        crop = radiance[y : y + 80, x : x + 120]
+        crop = crop * (np.median(reference) / np.median(crop, axis=(0, 1)))  # per channel
+        crop = np.clip(crop / np.percentile(reference, 99) * 0.9, 0, 1) ** (1 / 2.2)
+        image_axes = figure.add_subplot(1, 4, panel)
+        image_axes.imshow(crop)
+        image_axes.set_title(titles[label], fontsize=8)
+        image_axes.axis("off")
+    figure.suptitle(f"a realistic JPEG bracket: {name}, {capture.describe()}", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    picture = np.asarray(Image.open(buffer).convert("RGB"), np.float32) / 255
+    write_ldr(IMAGES / "merge_curves.png", picture, overwrite=True)
+
 
 
 def speckles(stack: torch.Tensor, evs: list[float]) -> None:

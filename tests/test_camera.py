@@ -8,7 +8,7 @@ import torch
 from conftest import EVS, gamma_curve, make_stack, to_tensor
 
 from hdrsyn import HdrsynError, merge_exposures
-from hdrsyn.camera import hat_weights, solve_inverse_crf
+from hdrsyn.camera import DEFAULT_SMOOTHNESS, hat_weights, solve_inverse_crf
 
 
 def srgb_curve(x):
@@ -29,14 +29,19 @@ def srgb_log_inverse(level):
     ],
 )
 def test_recovers_known_response_curve(city_radiance, curve, log_inverse):
+    """A clean stack (8-bit frames through one smooth curve): Eq. 1 at OpenCV's λ = 10 recovers
+    it to 0.01 rms. The default λ = 100, chosen on realistic brackets (test_brackets.py),
+    smooths the steep shadows of a gamma curve: measured 0.042 rms, 0.36 at level 16 (sRGB:
+    0.011, 0.097)."""
     stack = to_tensor(make_stack(city_radiance, curve))
-    _, g = merge_exposures(stack, EVS)
     levels = np.arange(16, 251)
     truth = log_inverse(levels) - log_inverse(128)
-    error = g.numpy()[:, levels] - truth
-    assert g[:, 128].abs().max() == 0
-    assert np.sqrt((error**2).mean()) < 0.01
-    assert np.abs(error).max() < 0.03
+    for smoothness, rms, largest in ((10.0, 0.01, 0.03), (DEFAULT_SMOOTHNESS, 0.05, 0.4)):
+        _, g = merge_exposures(stack, EVS, smoothness=smoothness)
+        error = g.numpy()[:, levels] - truth
+        assert g[:, 128].abs().max() == 0
+        assert np.sqrt((error**2).mean()) < rms
+        assert np.abs(error).max() < largest
 
 
 def test_merge_matches_opencv_merge_debevec(city_radiance):
@@ -75,7 +80,8 @@ def test_solve_matches_opencv_calibrate_debevec_on_same_samples(city_radiance):
     expected = expected[:, 0, :].T  # (3, 256)
     expected -= expected[:, 128:129]  # OpenCV keeps g(128) = 0 only softly
     stack = to_tensor(images).unsqueeze(0)
-    g = solve_inverse_crf(stack, torch.tensor(EVS)[None], sample_index=grid.expand(1, 3, -1))
+    g = solve_inverse_crf(stack, torch.tensor(EVS)[None], sample_index=grid.expand(1, 3, -1),
+                          smoothness=10.0)  # fmt: skip
     # OpenCV solves in float32 by SVD; levels with data agree closely.
     observed = np.unique(images[:, grid // width, grid % width])
     observed = observed[(observed > 5) & (observed < 250)]
@@ -103,7 +109,8 @@ def test_jpeg_bracket_matches_opencv_calibrate_and_merge():
     expected = np.log(response)[:, 0, :].T  # (3, 256)
     expected -= expected[:, 128:129]
     stack = to_tensor(images).unsqueeze(0)
-    g = solve_inverse_crf(stack, torch.tensor(evs)[None], sample_index=grid.expand(1, 3, -1))
+    g = solve_inverse_crf(stack, torch.tensor(evs)[None], sample_index=grid.expand(1, 3, -1),
+                          smoothness=10.0)  # fmt: skip
     observed = np.unique(images[:, grid // width, grid % width])
     observed = observed[(observed > 5) & (observed < 250)]
     np.testing.assert_allclose(g[0].numpy()[:, observed], expected[:, observed], atol=0.03)
@@ -182,11 +189,13 @@ def test_gradient_at_integer_levels_is_the_left_finite_difference():
     assert stack.grad[0, :, 0, 3].gt(0).all() and (stack.grad[1:, :, 0, 3] == 0).all()
 
 
-@pytest.mark.parametrize("pixel_weights", [False, True])
-def test_gradcheck_between_levels(pixel_weights):
+@pytest.mark.parametrize("pixel_weights, solved", [(False, False), (True, False), (False, True)])
+def test_gradcheck_between_levels(pixel_weights, solved):
+    """Exact gradients with a given curve and with the Eq. 1 solve and its monotone fit (the
+    solved curve is a constant of the rounded levels, as in the paper)."""
     torch.manual_seed(0)
     g = torch.cumsum(torch.rand(3, 256, dtype=torch.float64) * 0.05 + 0.01, dim=1)
-    g = g - g[:, 128:129]
+    g = None if solved else g - g[:, 128:129]
     levels = torch.randint(3, 250, (4, 3, 3, 4)).double() + torch.rand(4, 3, 3, 4).double() * 0.3
     levels += 0.1  # away from integers (Eq. 3 kinks) and from half-levels (weight steps)
     stack = (levels / 255).requires_grad_()
@@ -365,15 +374,16 @@ def test_table_lookup_is_indexing(dtype):
 
 
 def test_solve_is_the_least_squares_solution_of_eq1_written_densely():
-    """Eq. 1 as one dense least-squares problem in NumPy (data rows, g(128) = 0, λ·w·g'', and
-    the solver's 10⁻¹⁰ relative ridge), solved by lstsq, against the solver's scatter-built
+    """Eq. 1 as one dense least-squares problem in NumPy (data rows, g(128) = 0, λ·√(N/70)·w·g'',
+    and the solver's 10⁻¹⁰ relative ridge), solved by lstsq, against the solver's scatter-built
     normal equations."""
     rng = np.random.default_rng(0)
     exposures, n = 4, 30
     evs = np.array([-2.0, -0.5, 1.0, 2.5])
     stack = torch.from_numpy(rng.integers(0, 256, (1, exposures, 1, 6, 5), dtype=np.uint8))
     index = torch.from_numpy(rng.choice(30, n, replace=False))[None, None]
-    g = solve_inverse_crf(stack, torch.tensor(evs)[None], smoothness=3.0, sample_index=index)
+    g = solve_inverse_crf(stack, torch.tensor(evs)[None], smoothness=3.0, sample_index=index,
+                          monotone=False)  # fmt: skip
     w = hat_weights(torch.float64).numpy()
     z = stack.reshape(exposures, 30)[:, index[0, 0]].numpy().astype(int)  # (P, n)
     rows, rhs = [], []
@@ -390,7 +400,7 @@ def test_solve_is_the_least_squares_solution_of_eq1_written_densely():
     rhs.append(0.0)
     for k in range(1, 255):
         row = np.zeros(256 + n)
-        row[k - 1 : k + 2] = 3.0 * w[k] * np.array([1.0, -2.0, 1.0])
+        row[k - 1 : k + 2] = 3.0 * math.sqrt(n / 70) * w[k] * np.array([1.0, -2.0, 1.0])
         rows.append(row)
         rhs.append(0.0)
     rows, rhs = np.array(rows), np.array(rhs)

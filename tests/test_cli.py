@@ -269,7 +269,9 @@ def test_merge_and_reconstruct_write_ultrahdr_jpegs_matching_their_exr(tmp_path,
 
 def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
     """Frames shifted by up to 6 pixels, merged with --align, match the tripod merge away from
-    the borders; without --align they do not."""
+    the borders; without --align they do not, and the response solve says it looks wrong."""
+    import warnings
+
     from PIL import Image
 
     shifts = [(3, -5), (-6, 4), (0, 6), (0, 0), (5, 5), (-4, -2), (2, -6)]  # (dy, dx) per EV
@@ -281,13 +283,19 @@ def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
         Image.fromarray(moved).save(frames[-1])
     evs = ["--ev", *map(str, range(-3, 4))]
     backwards = ["--ev", *map(str, range(3, -4, -1))]  # the same frames given brightest first
-    printed = {}
+    printed, warned = {}, {}
     for name, inputs, extra in (("tripod", STACK, evs), ("aligned", frames, [*evs, "--align"]),
                                 ("backwards", frames[::-1], [*backwards, "--align"]),
                                 ("shifted", frames, evs)):  # fmt: skip
-        code, printed[name], err = run(capsys, "merge", *inputs, *extra, "-o",
-                                       tmp_path / f"{name}.exr")  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, printed[name], err = run(capsys, "merge", *inputs, *extra, "-o",
+                                           tmp_path / f"{name}.exr")  # fmt: skip
+        warned[name] = [str(w.message) for w in caught]
         assert code == 0, err
+    assert warned["tripod"] == warned["aligned"] == []
+    assert any(line.startswith("the frames are up to 6 pixels apart")
+               and line.endswith("try --align") for line in warned["shifted"]), warned
     tripod, aligned, backwards, shifted = (
         np.log(read_hdr(tmp_path / f"{n}.exr")[10:-10, 10:-10])
         for n in ("tripod", "aligned", "backwards", "shifted"))  # fmt: skip

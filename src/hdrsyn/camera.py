@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import torch
@@ -37,7 +38,9 @@ from hdrsyn.curves import LEVELS, MID_LEVEL, normalised
 from hdrsyn.errors import HdrsynError
 
 LN2 = math.log(2.0)
-DEFAULT_SMOOTHNESS = 10.0  # λ of Eq. 1; OpenCV's default (the official code uses 20)
+DEFAULT_SMOOTHNESS = 100.0  # λ of Eq. 1 per 70 samples: chosen on realistic brackets (hdr-layer.md)
+REFERENCE_SAMPLES = 70  # OpenCV's CalibrateDebevec samples: λ means what it means there
+MONOTONE_STEP = 1e-3  # the smallest rise of g per level after the monotone fit (ln exposure)
 _SNAP = 1e-3  # levels this close to an integer count as that integer
 
 
@@ -260,17 +263,22 @@ def solve_inverse_crf(
     weights: Tensor | None = None,
     n_samples: int | None = None,
     sample_index: Tensor | None = None,
+    monotone: bool = True,
 ) -> Tensor:
     r"""Recover the log inverse response ``g`` per channel by least squares (Eq. 1).
 
     .. math::
         O = \sum_i \sum_j \{w(Z_{ij})[g(Z_{ij}) - \ln E_i - EV_j \ln 2]\}^2
-            + λ \sum_{z=1}^{254} [w(z)\, g''(z)]^2, \qquad g(128) = 0
+            + λ^2 \frac{N}{70} \sum_{z=1}^{254} [w(z)\, g''(z)]^2, \qquad g(128) = 0
 
-    with ``g''(z) = g(z−1) − 2g(z) + g(z+1)``. Solved in float64 from the normal equations
-    (Cholesky, least squares if that fails; ``torch.linalg``, batched, any device); a 10⁻¹⁰
-    relative ridge keeps samples that are clipped in every exposure from making the system
-    singular.
+    with ``g''(z) = g(z−1) − 2g(z) + g(z+1)`` and ``N`` samples per channel. The factor
+    ``N / 70`` keeps the balance of data and smoothness independent of the sample count: λ
+    weighs as it does in OpenCV's ``CalibrateDebevec`` (70 samples), whatever ``N`` is (the
+    data term grows with ``N``; unscaled, the 128 samples of a bracket of 8 smoothed less than
+    OpenCV at the same λ). Solved in float64 from the normal equations (Cholesky, least squares
+    if that fails; ``torch.linalg``, batched, any device); a 10⁻¹⁰ relative ridge keeps samples
+    that are clipped in every exposure from making the system singular. With ``monotone`` the
+    solution is then fitted by :func:`monotone_fit` (docs/hdr-layer.md).
 
     Args:
         stack: :math:`(B, P, C, H, W)`, uint8 levels or floats in [0, 1] (rounded to levels).
@@ -279,10 +287,69 @@ def solve_inverse_crf(
         weights: ``(256,)`` weight table, default :func:`hat_weights`.
         n_samples: pixels per channel; default :func:`default_sample_count`.
         sample_index: flat pixel indices :math:`(B, C, N)` to use instead of choosing them.
+        monotone: make ``g`` rise with the level (:func:`monotone_fit`); False: Eq. 1 alone.
 
     Returns:
         ``g`` of shape :math:`(B, C, 256)`, float64.
     """
+    return solve_response(stack, evs, smoothness=smoothness, weights=weights,
+                          n_samples=n_samples, sample_index=sample_index,
+                          monotone=monotone).inverse_crf  # fmt: skip
+
+
+@dataclass
+class ResponseSolve:
+    """What :func:`solve_response` found, per stack and channel: ``inverse_crf`` the ``g`` to
+    merge with :math:`(B, C, 256)`; ``least_squares`` Eq. 1's own solution before the monotone
+    fit (the same when not fitted); ``support`` the samples per channel seen well exposed
+    (level 16…239) in at least two exposures :math:`(B, C)`, the data that pins the curve's
+    shape down."""
+
+    inverse_crf: Tensor
+    least_squares: Tensor
+    support: Tensor
+
+    def warnings(self, names: Sequence[str] = ("red", "green", "blue")) -> list[str]:
+        """One line per channel of the first stack whose curve looks unreliable: Eq. 1's
+        solution fell by more than :data:`UNRELIABLE_DROP` somewhere (noise or JPEG error the
+        smoothness did not absorb; the monotone fit hides it but cannot repair it), or fewer
+        than :data:`MIN_SUPPORT` samples pin it down."""
+        lines = []
+        for c, name in enumerate(names):
+            drop = largest_drop(self.least_squares[0, c]).item()
+            support = int(self.support[0, c])
+            if drop > UNRELIABLE_DROP:
+                lines.append(
+                    f"{name}: the response solve fell by {drop:.2f} in ln exposure before the "
+                    "monotone fit (frames noisy, compressed or not aligned); try --align if the "
+                    "camera moved, else a larger --smoothness"
+                )
+            if support < MIN_SUPPORT:
+                lines.append(
+                    f"{name}: only {support} samples are well exposed in two or more frames "
+                    f"(want {MIN_SUPPORT}); the curve is mostly the smoothness prior"
+                )
+        return lines
+
+
+UNRELIABLE_DROP = 0.05  # ln exposure: a fall of g this large is an error, not rounding
+MIN_SUPPORT = 32  # samples well exposed in ≥ 2 frames, per channel
+_WELL_EXPOSED = (16, 239)
+
+
+@torch.no_grad()
+def solve_response(
+    stack: Tensor,
+    evs: Tensor,
+    *,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    weights: Tensor | None = None,
+    n_samples: int | None = None,
+    sample_index: Tensor | None = None,
+    monotone: bool = True,
+) -> ResponseSolve:
+    """:func:`solve_inverse_crf` with what a report needs (:class:`ResponseSolve`); same
+    arguments."""
     batch, exposures, channels, height, width = stack.shape
     device = stack.device
     weights = hat_weights(device=device) if weights is None else weights
@@ -314,7 +381,8 @@ def solve_inverse_crf(
     cross = torch.zeros(systems, LEVELS * n, dtype=torch.float64, device=device)
     cross = cross.scatter_add_(1, z * n + sample, -squared).view(systems, LEVELS, n)
     normal = torch.zeros(systems, unknowns, unknowns, dtype=torch.float64, device=device)
-    normal[:, :LEVELS, :LEVELS] = _smoothness_normal(weights, smoothness)
+    scaled = smoothness * math.sqrt(n / REFERENCE_SAMPLES)  # rows squared: λ² N / 70
+    normal[:, :LEVELS, :LEVELS] = _smoothness_normal(weights, scaled)
     normal[:, :LEVELS, :LEVELS].diagonal(dim1=1, dim2=2).add_(zeros.scatter_add(1, z, squared))
     normal[:, :LEVELS, LEVELS:] = cross
     normal[:, LEVELS:, :LEVELS] = cross.transpose(1, 2)
@@ -331,8 +399,55 @@ def solve_inverse_crf(
     solution = _solve_normal_equations(normal, target)[:, :LEVELS]
     # g + c, ln E + c leave every other term unchanged, so the single g(128) = 0 row only picks
     # the constant, and only softly (its weight 1 is tiny next to λ·w): make it exact.
-    solution = normalised(solution)
-    return solution.reshape(batch, channels, LEVELS)
+    least_squares = normalised(solution).reshape(batch, channels, LEVELS)
+    inverse_crf = least_squares
+    if monotone:
+        confidence = zeros.scatter_add(1, z, squared).view(batch, channels, LEVELS)
+        inverse_crf = monotone_fit(least_squares, confidence)
+    well = (z >= _WELL_EXPOSED[0]) & (z <= _WELL_EXPOSED[1])
+    support = (well.view(systems, n, exposures).sum(dim=2) >= 2).sum(dim=1)
+    return ResponseSolve(inverse_crf, least_squares, support.view(batch, channels))
+
+
+def monotone_fit(g: Tensor, confidence: Tensor, step: float = MONOTONE_STEP) -> Tensor:
+    r"""The curve nearest to ``g`` that rises by at least ``step`` per level: weighted least
+    squares (isotonic regression of ``g(k) − step·k``), weights ``confidence`` per level plus
+    10⁻⁶ of their mean, so that levels without data follow their neighbours; then
+    ``g(128) = 0`` again.
+
+    Computed by the max–min formula of isotonic regression,
+    :math:`\hat y_k = \max_{i \le k} \min_{j \ge k} \bar y_{i..j}` (the weighted means of
+    every run of levels, from cumulative sums): a fixed number of tensor operations on
+    :math:`(…, 256, 256)`, batched, on any device, no data-dependent loop.
+
+    Args:
+        g: :math:`(…, 256)`; confidence: non-negative, same shape (Eq. 1's data weight
+            :math:`\sum w^2` per level).
+    """
+    levels = g.shape[-1]
+    ramp = step * torch.arange(levels, dtype=g.dtype, device=g.device)
+    y = g - ramp
+    weight = confidence.to(g.dtype)
+    weight = weight + 1e-6 * weight.mean(dim=-1, keepdim=True).clamp_min(1e-12)
+    zero = torch.zeros_like(weight[..., :1])
+    total_w = torch.cat([zero, weight.cumsum(-1)], dim=-1)  # (…, 257)
+    total_wy = torch.cat([zero, (weight * y).cumsum(-1)], dim=-1)
+    # mean[i, j] of levels i…j: (S[j + 1] − S[i]) / (W[j + 1] − W[i])
+    mean = (total_wy[..., None, 1:] - total_wy[..., :-1, None]) / (
+        total_w[..., None, 1:] - total_w[..., :-1, None]
+    )
+    upper = torch.ones(levels, levels, dtype=torch.bool, device=g.device).triu()
+    mean = mean.masked_fill(~upper, math.inf)  # j < i: no run
+    # min over j ≥ k, for each i: a running minimum from the right
+    right = mean.flip(-1).cummin(-1).values.flip(-1)
+    fitted = right.masked_fill(~upper, -math.inf).amax(dim=-2)  # max over i ≤ k
+    return normalised(fitted + ramp)
+
+
+def largest_drop(g: Tensor) -> Tensor:
+    """The largest fall of ``g`` (…, 256) from any level to a higher one, 0 if it never falls:
+    how far a curve is from monotone."""
+    return (g.cummax(dim=-1).values - g).amax(dim=-1)
 
 
 def _smoothness_normal(weights: Tensor, smoothness: float) -> Tensor:
@@ -346,6 +461,7 @@ def _smoothness_normal(weights: Tensor, smoothness: float) -> Tensor:
     rows[inner, inner] = -2 * scale
     rows[inner, inner + 1] = scale
     return rows.T @ rows
+
 
 
 def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
@@ -423,6 +539,7 @@ def merge_exposures(
     n_samples: int | None = None,
     exposure_weights: Tensor | Sequence[float] | None = None,
     pixel_weights: bool = False,
+    monotone: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     r"""Merge a bracketed exposure stack into radiance: Eq. 1 solve, then Eq. 2, differentiably.
@@ -440,9 +557,10 @@ def merge_exposures(
             or uint8 levels (memory-light; no gradient).
         evs: :math:`(P,)` or :math:`(B, P)` exposure values in stops, distinct and finite.
         inverse_crf: known ``g`` of shape :math:`(3, 256)` or :math:`(B, 3, 256)`; skips Eq. 1.
-        smoothness: λ of Eq. 1.
+        smoothness: λ of Eq. 1 (per 70 samples, :func:`solve_inverse_crf`).
         weights: ``(256,)`` weight table, default :func:`hat_weights`.
         n_samples: pixels per channel for Eq. 1, default :func:`default_sample_count`.
+        monotone: fit the solved ``g`` to rise with the level (:func:`monotone_fit`).
         exposure_weights: :math:`(P,)` or :math:`(B, P)` positive factors on each image's
             ``w(Z)`` in Eq. 2 (default all 1, Eq. 2 as printed): e.g. a measured photo among
             generated exposures, whose error is far smaller, weighs more (docs/hdr-layer.md).
@@ -472,9 +590,8 @@ def merge_exposures(
     batch, exposures = stack.shape[:2]
     dtype = stack.dtype if stack.is_floating_point() else torch.float32
     if inverse_crf is None:
-        inverse_crf = solve_inverse_crf(
-            stack, evs, smoothness=smoothness, weights=weights, n_samples=n_samples
-        )
+        inverse_crf = solve_inverse_crf(stack, evs, smoothness=smoothness, weights=weights,
+                                        n_samples=n_samples, monotone=monotone)  # fmt: skip
     else:
         inverse_crf = inverse_crf.to(stack.device).detach()
         if inverse_crf.dim() == 2:

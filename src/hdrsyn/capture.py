@@ -141,3 +141,40 @@ def jpeg_compressed(photo: np.ndarray, quality: int) -> np.ndarray:
     _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # OpenCV's JPEG codec is BGR
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+@dataclass(frozen=True)
+class PerChannel:
+    """A camera response with its own curve per colour channel (a real JPEG engine's channels
+    differ in shape, not only by white balance): ``(…, 3)`` exposures through ``curves[c]``."""
+
+    curves: tuple[ResponseCurve, ResponseCurve, ResponseCurve]
+
+    def __call__(self, exposure: np.ndarray) -> np.ndarray:
+        return np.stack([curve(exposure[..., c]) for c, curve in enumerate(self.curves)], axis=-1)
+
+
+def bracket(
+    radiance: np.ndarray, evs, curve, capture: Capture, rng, shift: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A handheld exposure bracket of ``radiance`` ``(H + 2·shift, W + 2·shift, 3)`` (1 =
+    clipping at EV 0) as one camera takes it: every frame through the same optics, its own
+    sensor noise, ``capture``'s processing and ``curve`` (a :class:`~hdrsyn.curves.ResponseCurve`
+    or :class:`PerChannel`), each frame but the middle one shifted by up to ``shift`` pixels a
+    side (the camera moved between frames).
+
+    Returns:
+        frames ``(P, H, W, 3)`` uint8 and the shifts ``(P, 2)`` (x, y) in pixels by which each
+        frame's content moved against the middle frame's.
+    """
+    light = capture.optics(radiance)
+    height, width = light.shape[0] - 2 * shift, light.shape[1] - 2 * shift
+    frames, moves = [], []
+    middle = len(evs) // 2
+    for index, ev in enumerate(evs):
+        dx, dy = (0, 0) if index == middle else rng.integers(-shift, shift + 1, 2)
+        window = light[shift + dy : shift + dy + height, shift + dx : shift + dx + width]
+        photo = capture.photograph(window * 2.0**ev, curve, rng)
+        frames.append(np.round(photo * 255).astype(np.uint8))
+        moves.append((-dx, -dy))  # a window moved right shows the content moved left
+    return np.stack(frames), np.array(moves)

@@ -145,12 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "BT.2100 PQ)")  # fmt: skip
     merge.add_argument("--align", action="store_true",
                        help="translate handheld brackets onto the middle image first "
-                       "(OpenCV's AlignMTB)")  # fmt: skip
+                       "(threshold bitmaps, phase correlation)")  # fmt: skip
     _add_max_boost(merge)
     merge.add_argument("--preview", metavar="PNG", help="also write a tone-mapped PNG/JPEG")
     merge.add_argument("--plot-crf", metavar="PNG", help="also plot the recovered response")
-    merge.add_argument("--smoothness", type=NON_NEGATIVE, default=10.0,
-                       help="λ of Eq. 1, ≥ 0 (default 10)")  # fmt: skip
+    merge.add_argument("--smoothness", type=NON_NEGATIVE, default=None,
+                       help="λ of Eq. 1 as OpenCV means it, ≥ 0 (default 100)")  # fmt: skip
     merge.add_argument("--key", type=POSITIVE, default=0.18, help="preview key (default 0.18)")
     merge.add_argument("--quiet", action="store_true",
                        help="no progress display (shown on a terminal only)")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,8 +77,9 @@ def merge_files(
         preview: optional PNG/JPEG path for a Reinhard-tone-mapped view.
         plot_crf: optional PNG path for a plot of the recovered response curves.
         align: translate the images onto the middle one first (handheld brackets), with
-            OpenCV's median-threshold-bitmap alignment (Ward 2003, ``AlignMTB``); the edges
-            uncovered by a shift are repeated from the image's border.
+            Ward's (2003) threshold bitmaps, matched by phase correlation between
+            neighbouring exposures; the edges uncovered by a shift are repeated from the
+            image's border.
         quiet: no progress display (otherwise shown on stderr when it is a terminal: the
             stage, read, align, merge or write).
 
@@ -90,7 +92,7 @@ def merge_files(
             raise HdrsynError(f"{path}: no such file")
     import torch
 
-    from hdrsyn.camera import merge_exposures
+    from hdrsyn.camera import merge_exposures, solve_response
     from hdrsyn.plots import response_curve_png
 
     check_writable(output, overwrite, HDR_OUTPUT_SUFFIXES)
@@ -128,13 +130,22 @@ def merge_files(
         stage("align")
         levels, moves = _aligned(levels)
         shifts = {path: (round(dx), round(dy)) for path, (dx, dy) in zip(paths, moves, strict=True)}
+    moved = 0.0 if align else _largest_move(levels)
     stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
     del levels
     stage("merge")
     # every channel of a pixel from the same exposures: no colour speckles where one channel
     # clips first (camera.merge_exposures, docs/hdr-layer.md)
     solve = {} if smoothness is None else {"smoothness": smoothness}  # None: Eq. 1's default
-    radiance, inverse_crf = merge_exposures(stack, evs, pixel_weights=True, **solve)
+    response = solve_response(stack[None], torch.tensor(evs)[None], **solve)
+    notes = response.warnings()
+    if moved > 0:
+        notes.insert(0, f"the frames are up to {moved:.0f} pixels apart (the camera moved?): "
+                     "try --align")  # fmt: skip
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    inverse_crf = response.inverse_crf[0].float()
+    radiance, _ = merge_exposures(stack, evs, inverse_crf=inverse_crf, pixel_weights=True)
     result = radiance.permute(1, 2, 0).numpy()
 
     stage("write")
@@ -144,7 +155,9 @@ def merge_files(
         write_ldr(preview, _display(radiance, key), overwrite=overwrite)
         written["preview"] = [Path(preview)]
     if plot_crf is not None:
-        write_bytes(plot_crf, response_curve_png(inverse_crf.numpy()), overwrite=overwrite)
+        before = response.least_squares[0].numpy()
+        plot = response_curve_png(inverse_crf.numpy(), least_squares=before, notes=notes)
+        write_bytes(plot_crf, plot, overwrite=overwrite)
         written["response plot"] = [Path(plot_crf)]
     bar.update()
     bar.close()
@@ -157,31 +170,79 @@ def describe_shifts(shifts: dict[Path, tuple[int, int]]) -> str:
     return f"aligned onto the middle image, shifts (x, y) in pixels: {moves}"
 
 
-ALIGN_MAX_BITS = 6  # AlignMTB's pyramid depth: shifts up to ±2^6 = 64 pixels
+ALIGN_EXCLUDE = 4  # levels either side of the threshold that a bitmap leaves out (Ward 2003)
+ALIGN_MIN_PEAK = 0.2  # phase correlation's peak below this: no structure to align by
+ALIGN_FRACTIONS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.1, 0.9, 0.05, 0.95, 0.02, 0.98, 0.01, 0.99)
+ALIGN_MAX_SHIFT = 1 / 16  # of the short side, between neighbouring exposures
 
 
-def _aligned(levels: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each image translated onto the middle one: AlignMTB's shifts (median-threshold bitmaps,
-    exposure-invariant) between neighbouring exposures, chained outwards from the middle
-    (neighbours look most alike: the brightest frame against the middle one was 3 pixels off
-    in a test), applied with the border repeated. Returns the images and their shifts."""
-    aligner = cv2.createAlignMTB(ALIGN_MAX_BITS)
-    grey = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in levels]
-    middle = len(levels) // 2
+def _bitmap(grey: np.ndarray, threshold: float) -> np.ndarray:
+    """+1 above ``threshold``, −1 below, 0 within :data:`ALIGN_EXCLUDE` levels of it (noise)."""
+    above = grey > threshold + ALIGN_EXCLUDE
+    below = grey < threshold - ALIGN_EXCLUDE
+    return above.astype(np.float32) - below.astype(np.float32)
+
+
+def _shift(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The translation (dx, dy) that puts grey ``moving`` onto ``reference``, whole pixels.
+
+    Ward's threshold bitmaps make two exposures comparable: a pixel is above or below the
+    same quantile in both. The quantile is the median unless that is clipped or black in
+    either image (a bright frame's median is often 255, and its median bitmap is noise): the
+    one nearest the median that lies clear of 0 and 255 in both; none such, no shift. The
+    bitmaps are matched by phase correlation (OpenCV, Hanning window): one FFT each, any
+    shift. No shift where the correlation has no clear peak (a featureless sky) or the shift
+    is implausibly large for neighbouring frames of a handheld bracket."""
+    for fraction in ALIGN_FRACTIONS:
+        thresholds = (np.quantile(reference, fraction), np.quantile(moving, fraction))
+        if all(ALIGN_EXCLUDE < level < 255 - ALIGN_EXCLUDE for level in thresholds):
+            break
+    else:  # one of them is clipped or black nearly everywhere
+        return np.zeros(2)
+    window = cv2.createHanningWindow(reference.shape[::-1], cv2.CV_32F)
+    (dx, dy), peak = cv2.phaseCorrelate(_bitmap(moving, thresholds[1]),
+                                        _bitmap(reference, thresholds[0]), window)  # fmt: skip
+    if peak < ALIGN_MIN_PEAK or max(abs(dx), abs(dy)) > ALIGN_MAX_SHIFT * min(reference.shape):
+        return np.zeros(2)
+    return np.round([dx, dy])
+
+
+def _moves(grey: list[np.ndarray]) -> list[np.ndarray]:
+    """Each image's translation (dx, dy) onto the middle one: :func:`_shift` between
+    neighbouring exposures (neighbours look most alike), chained outwards from the middle."""
+    middle = len(grey) // 2
     moves = {middle: np.zeros(2)}
     for step in (-1, 1):
         index = middle + step
-        while 0 <= index < len(levels):
-            shift = np.array(aligner.calculateShift(grey[index - step], grey[index]), float)
-            moves[index] = moves[index - step] + shift
+        while 0 <= index < len(grey):
+            moves[index] = moves[index - step] + _shift(grey[index - step], grey[index])
             index += step
+    return [moves[index] for index in range(len(grey))]
+
+
+def _aligned(levels: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each image translated onto the middle one (:func:`_moves`), the border repeated.
+    Returns the images and their shifts (dx, dy)."""
+    moves = _moves([cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in levels])
     aligned = []
-    for index, image in enumerate(levels):
-        (dx, dy), (height, width) = moves[index], image.shape[:2]
+    for (dx, dy), image in zip(moves, levels, strict=True):
         move = np.float32([[1, 0, dx], [0, 1, dy]])
-        aligned.append(cv2.warpAffine(image, move, (width, height),
+        aligned.append(cv2.warpAffine(image, move, image.shape[1::-1],
                                       borderMode=cv2.BORDER_REPLICATE))  # fmt: skip
-    return aligned, [moves[index] for index in range(len(levels))]
+    return aligned, moves
+
+
+SHIFT_CHECK_PIXELS = 1 << 20  # the check for a moved camera looks at about 1 MP
+
+
+def _largest_move(levels: list[np.ndarray]) -> float:
+    """How far (pixels, full size) the frames of a bracket given without --align lie from the
+    middle one, found on copies of about :data:`SHIFT_CHECK_PIXELS`: 0 for a tripod."""
+    height, width = levels[0].shape[:2]
+    factor = max(1, math.ceil(math.sqrt(height * width / SHIFT_CHECK_PIXELS)))
+    grey = [cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (width // factor, height // factor),
+                       interpolation=cv2.INTER_AREA) for image in levels]  # fmt: skip
+    return factor * max(float(np.abs(move).max()) for move in _moves(grey))
 
 
 def _exposures(paths: list[Path], evs: Sequence[float] | None) -> list[float]:

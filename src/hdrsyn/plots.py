@@ -9,9 +9,16 @@ import numpy as np
 CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
 
 
-def response_curve_png(inverse_crf: np.ndarray, title: str = "Recovered camera response") -> bytes:
+def response_curve_png(
+    inverse_crf: np.ndarray,
+    title: str = "Recovered camera response",
+    least_squares: np.ndarray | None = None,
+    notes: list[str] = (),
+) -> bytes:
     """Plot a log inverse response ``g`` of shape ``(3, 256)`` as Debevec & Malik's Fig. 2 does:
-    pixel level against log exposure, one curve per colour channel."""
+    pixel level against log exposure, one curve per colour channel; ``least_squares`` (the
+    solve before its monotone fit) dotted beneath where it differs, ``notes`` (what looks
+    unreliable) printed on the plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,6 +29,13 @@ def response_curve_png(inverse_crf: np.ndarray, title: str = "Recovered camera r
     levels = np.arange(inverse_crf.shape[-1])
     for curve, colour, name in zip(inverse_crf, CHANNEL_COLOURS, "RGB", strict=True):
         axes.plot(curve, levels, color=colour, label=name, linewidth=1.5)
+    if least_squares is not None and np.abs(least_squares - inverse_crf).max() > 1e-3:
+        for curve, colour in zip(least_squares, CHANNEL_COLOURS, strict=True):
+            axes.plot(curve, levels, color=colour, linewidth=0.8, linestyle=":")
+        axes.plot([], [], color="grey", linewidth=0.8, linestyle=":", label="before monotone fit")
+    for row, note in enumerate(notes):
+        axes.text(0.02, 0.97 - 0.06 * row, note, transform=axes.transAxes, fontsize=6,
+                  verticalalignment="top", color="#b00000", wrap=True)  # fmt: skip
     axes.set_xlabel("log exposure g(Z) = ln E + ln Δt")
     axes.set_ylabel("pixel level Z")
     axes.set_ylim(0, 255)
