@@ -300,7 +300,7 @@ def test_merge_align_undoes_handheld_shifts(tmp_path, capsys):
         np.log(read_hdr(tmp_path / f"{n}.exr")[10:-10, 10:-10])
         for n in ("tripod", "aligned", "backwards", "shifted"))  # fmt: skip
     error = np.median(np.abs(aligned - tripod))
-    assert error < 0.02
+    assert error < 0.005  # measured 0.0015 (0.116 unaligned)
     assert np.median(np.abs(shifted - tripod)) > 5 * error
     # aligned in order of exposure onto the middle one (EV 0) whatever the order given
     assert np.median(np.abs(backwards - aligned)) < 0.005
