@@ -123,10 +123,12 @@ def read_ldr(path: str | os.PathLike) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     else:
-        image = image[:, :, ::-1]  # OpenCV decodes to BGR
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # OpenCV decodes to BGR
     if not data.startswith(_TIFF_MAGIC):  # OpenCV's TIFF decoder applies it itself
         image = _apply_orientation(image, _orientation(data))
-    return (image.astype(np.float32) / np.float32(scale)).copy()
+    # one float copy, divided in place (a division, as level / 255 must come out exactly)
+    values = image.astype(np.float32)
+    return np.divide(values, np.float32(scale), out=values)
 
 
 def exposure_from_exif(path: str | os.PathLike) -> float | None:
@@ -288,10 +290,17 @@ def _encode_ultrahdr(path: Path, image: np.ndarray, max_boost: float) -> bytes:
     makes the SDR base (its own tone mapping) and the gain map."""
     import imagecodecs
 
-    linear = _sdr_scaled(image, max_boost)
-    rgba = np.concatenate([linear, np.ones_like(linear[:, :, :1])], axis=2).astype(np.float16)
+    scale, peak = _sdr_scale(image, max_boost)
+    rgba = np.empty((*image.shape[:2], 4), np.float16)
+    rgba[:, :, 3] = 1
+    for top in range(0, image.shape[0], 256):  # float32 work a band of rows at a time
+        band = image[top : top + 256] * np.float32(scale)
+        rgba[top : top + 256, :, :3] = np.clip(band, 0, peak, out=band)
+    # the gain map stays at full size: at half size each way it encodes 0.5 s faster at 12 MP,
+    # but loses per-pixel detail above SDR white (a reconstruction's bright pixels: ln RMSE
+    # 0.026 against 0.018 after decoding)
     try:
-        return bytes(imagecodecs.ultrahdr_encode(np.ascontiguousarray(rgba), 95))
+        return bytes(imagecodecs.ultrahdr_encode(rgba, 95))
     except Exception as error:  # imagecodecs raises its own error types
         raise HdrsynError(f"{path}: libultrahdr could not encode it ({error})") from None
 
@@ -313,13 +322,18 @@ def _pq_decode(signal: np.ndarray) -> np.ndarray:
 def _sdr_scaled(image: np.ndarray, max_boost: float) -> np.ndarray:
     """Radiance scaled so its log-average luminance is 18 % of SDR white (1.0), clipped at
     ``2^max_boost`` times SDR white: what the HDR formats for viewing store."""
+    scale, peak = _sdr_scale(image, max_boost)
+    return np.clip(image * scale, 0, peak)
+
+
+def _sdr_scale(image: np.ndarray, max_boost: float) -> tuple[float, float]:
+    """The factor that :func:`_sdr_scaled` applies and the value it clips at."""
     if not max_boost > 0:
         raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
     from hdrsyn.tonemap import REC709_LUMA  # here: io.py is read without torch (cli --help)
 
     luminance = np.maximum(image @ np.array(REC709_LUMA, np.float32), 1e-8)
-    scale = _SDR_KEY / float(np.exp(np.log(luminance).mean()))
-    return np.clip(image * scale, 0, 2.0**max_boost)
+    return _SDR_KEY / float(np.exp(np.log(luminance, out=luminance).mean())), 2.0**max_boost
 
 
 def _encode_avif(path: Path, image: np.ndarray, max_boost: float) -> bytes:
