@@ -45,6 +45,39 @@ def main() -> None:
     before_after(images[3], result.radiance, radiance)
     speckles(stack, evs)
     response_before_after()
+    window_edge()
+
+
+def window_edge(top: int = 800, left: int = 1800) -> None:
+    """A 12 MP phone-style JPEG (the bundled photo enlarged to 4000 × 3000, quality 92) through
+    hdrsyn reconstruct: 400 × 600 pixels of the blown window's edge at 1:1, the photo, the
+    merge as the networks were trained (per-channel weights, the photo's weight dropping to 0
+    where a channel clips) and as reconstruct merges now (with the hand-over of each channel),
+    each also one stop darker."""
+    import cv2
+
+    enlarged = cv2.resize(cv2.imread(str(EXAMPLE / "ev+0.jpg")), (4000, 3000),
+                          interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    _, data = cv2.imencode(".jpg", enlarged, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    photo = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
+    model = load_model("small")
+    result = reconstruct(photo, model)
+    window = (slice(top, top + 400), slice(left, left + 600))
+    stack = torch.from_numpy(np.ascontiguousarray(result.stack[:, window[0], window[1]]))
+    weights = [model.config.photo_weight if ev == 0 else 1.0 for ev in result.evs]
+    trained, _ = merge_exposures(stack.permute(0, 3, 1, 2), result.evs,
+                                 inverse_crf=torch.from_numpy(result.inverse_crf),
+                                 exposure_weights=weights)  # fmt: skip
+    now = result.radiance[window]
+    white = np.percentile(now, 99)
+    tiles, labels = [photo[window]], ["the photo (12 MP JPEG q92), 1:1"]
+    for name, radiance in (("as trained", trained.permute(1, 2, 0).numpy()), ("now", now)):
+        for stops in (0, 1):
+            shown = np.clip(radiance / white / 2**stops, 0, 1)
+            tiles.append(srgb_encode(torch.from_numpy(shown).permute(2, 0, 1))
+                         .permute(1, 2, 0).numpy())  # fmt: skip
+            labels.append(f"merge {name}" + (f", {stops} stop darker" if stops else ""))
+    write_ldr(IMAGES / "window_edge.png", contact_sheet(tiles, labels, 300), overwrite=True)
 
 
 def response_before_after(pick: int = 9) -> None:

@@ -4,7 +4,9 @@ Large photos keep peak memory bounded: the networks run on a copy reduced to at 
 ``max_pixels``, and what they add to the physical prior (a per-pixel shift in logit space) is
 upsampled and added to the prior of the full-resolution photo. The global tone (what the
 networks decide) comes from the reduced copy; the local detail of the result is the photo's
-own, at full resolution, with no tiles and so no seams. The merge then runs at full resolution.
+own, at full resolution, with no tiles and so no seams. The merge then runs at full resolution;
+near clipping each channel is handed over smoothly from the photo to the generated exposures
+(:func:`_hand_over`), so that blown highlights stay smooth.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
-from hdrsyn.camera import look_up
+from hdrsyn.camera import look_up, merge_exposures
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_ldr, read_weights
@@ -107,6 +109,38 @@ def _upsampled(image: Tensor, size: tuple[int, int], out: Tensor | None = None) 
         cv2.resize(image[channel].contiguous().numpy(), size[::-1], dst=out[channel].numpy(),
                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
     return out
+
+
+HAND_OVER = (0.9, 1.0)  # photo levels over which the generated exposures take a channel over
+
+
+def _hand_over(radiance: Tensor, stack: Tensor, evs: Tensor, inverse_crf: Tensor,
+               image: Tensor) -> None:  # fmt: skip
+    """Blend each channel, in place, from the merge to the merge of the generated exposures
+    alone as the photo's value in that channel rises from 0.9 to 1 (smoothstep, in ln
+    radiance).
+
+    The merge weighs the photo far above a generated exposure (``photo_weight``), so a channel
+    takes the photo's value until it clips and the generated exposures' from then on: in a
+    JPEG's blown window, whose near-white pixels flicker between 254 and 255, the small
+    disagreement between the two became hard-edged patches, and cyan, pink and lime blotches
+    where one channel clipped and the others did not. Both merges are of the same stack with
+    the same curve and coincide where the photo clips (it has no weight there), so the result
+    is a continuous function of the photo. Only pixels with a channel above 0.9 are merged
+    again."""
+    low, high = HAND_OVER
+    photo = image[0].flatten(1)  # (3, H·W)
+    band = (photo.amax(dim=0) > low).nonzero()[:, 0]
+    if band.numel() == 0:
+        return
+    t = ((photo[:, band] - low) / (high - low)).clamp(0, 1)
+    alpha = t * t * (3 - 2 * t)  # (3, n)
+    made = evs != 0  # the generated exposures
+    pixels = stack[:, made].flatten(3)[:, :, :, band].unsqueeze(3)  # (1, P − 1, 3, 1, n)
+    generated, _ = merge_exposures(pixels, evs[made], inverse_crf=inverse_crf)
+    flat = radiance.view(1, 3, -1)
+    both = flat[:, :, band].log()
+    flat[:, :, band] = torch.lerp(both, generated[:, :, 0].log(), alpha[None]).exp()
 
 
 @torch.no_grad()
@@ -201,7 +235,10 @@ def reconstruct(
     else:
         stack = generated.stack
     stage("merge")
-    radiance, inverse_crf = (x[0] for x in merge_stack(generated, model.config, stack.float()))
+    stack = stack.float()
+    radiance, inverse_crf = merge_stack(generated, model.config, stack)
+    _hand_over(radiance, stack, generated.evs, inverse_crf, image)
+    radiance, inverse_crf = radiance[0], inverse_crf[0]
     return Reconstruction(
         radiance=radiance.permute(1, 2, 0).cpu().numpy(),
         stack=stack[0].permute(0, 2, 3, 1).cpu().numpy(),
