@@ -135,9 +135,11 @@ def _hand_over(radiance: Tensor, stack: Tensor, evs: Tensor, inverse_crf: Tensor
         return
     t = ((photo[:, band] - low) / (high - low)).clamp(0, 1)
     alpha = t * t * (3 - 2 * t)  # (3, n)
-    made = evs != 0  # the generated exposures
-    pixels = stack[:, made].flatten(3)[:, :, :, band].unsqueeze(3)  # (1, P − 1, 3, 1, n)
+    made = (evs != 0).nonzero()[:, 0].tolist()  # the generated exposures
+    # (1, P − 1, 3, 1, n): only the band's pixels are copied, one exposure at a time
+    pixels = torch.stack([stack[0, j].flatten(1)[:, band] for j in made])[None, :, :, None]
     generated, _ = merge_exposures(pixels, evs[made], inverse_crf=inverse_crf)
+    del pixels
     flat = radiance.view(1, 3, -1)
     both = flat[:, :, band].log()
     flat[:, :, band] = torch.lerp(both, generated[:, :, 0].log(), alpha[None]).exp()
