@@ -463,7 +463,6 @@ def _smoothness_normal(weights: Tensor, smoothness: float) -> Tensor:
     return rows.T @ rows
 
 
-
 def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
     """Solve the batched symmetric positive definite systems ``normal x = target`` by Cholesky
     factorisation; a system whose factorisation fails (not numerically positive definite) is

@@ -134,8 +134,6 @@ def merge_files(
     stack = torch.from_numpy(np.stack(levels)).permute(0, 3, 1, 2)
     del levels
     stage("merge")
-    # every channel of a pixel from the same exposures: no colour speckles where one channel
-    # clips first (camera.merge_exposures, docs/hdr-layer.md)
     solve = {} if smoothness is None else {"smoothness": smoothness}  # None: Eq. 1's default
     response = solve_response(stack[None], torch.tensor(evs)[None], **solve)
     notes = response.warnings()
@@ -145,6 +143,8 @@ def merge_files(
     for note in notes:
         warnings.warn(note, stacklevel=2)
     inverse_crf = response.inverse_crf[0].float()
+    # every channel of a pixel from the same exposures: no colour speckles where one channel
+    # clips first (camera.merge_exposures, docs/hdr-layer.md)
     radiance, _ = merge_exposures(stack, evs, inverse_crf=inverse_crf, pixel_weights=True)
     result = radiance.permute(1, 2, 0).numpy()
 

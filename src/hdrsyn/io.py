@@ -319,15 +319,10 @@ def _pq_decode(signal: np.ndarray) -> np.ndarray:
     return 10000.0 * np.power(np.maximum(e - c1, 0) / (c2 - c3 * e), 1 / m1)
 
 
-def _sdr_scaled(image: np.ndarray, max_boost: float) -> np.ndarray:
-    """Radiance scaled so its log-average luminance is 18 % of SDR white (1.0), clipped at
-    ``2^max_boost`` times SDR white: what the HDR formats for viewing store."""
-    scale, peak = _sdr_scale(image, max_boost)
-    return np.clip(image * scale, 0, peak)
-
-
 def _sdr_scale(image: np.ndarray, max_boost: float) -> tuple[float, float]:
-    """The factor that :func:`_sdr_scaled` applies and the value it clips at."""
+    """What the HDR formats for viewing store: radiance times the factor that puts its
+    log-average luminance at 18 % of SDR white (1.0), clipped at the value returned with it,
+    ``2^max_boost`` times SDR white."""
     if not max_boost > 0:
         raise HdrsynError(f"max_boost: {max_boost}; must be a positive number of stops")
     from hdrsyn.tonemap import REC709_LUMA  # here: io.py is read without torch (cli --help)
@@ -341,7 +336,8 @@ def _encode_avif(path: Path, image: np.ndarray, max_boost: float) -> bytes:
     4:4:4, its CICP (9, 16, 9) in the file's colour box, by libavif via imagecodecs."""
     import imagecodecs
 
-    nits = (_sdr_scaled(image, max_boost) @ _BT709_TO_BT2020.T) * SDR_WHITE_NITS
+    scale, peak = _sdr_scale(image, max_boost)
+    nits = (np.clip(image * scale, 0, peak) @ _BT709_TO_BT2020.T) * SDR_WHITE_NITS
     codes = np.round(_pq_encode(nits) * 1023).astype(np.uint16)
     primaries, transfer, matrix = _CICP_BT2100_PQ
     try:
