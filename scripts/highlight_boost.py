@@ -199,9 +199,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--test-views", type=int, default=48)
+    parser.add_argument("--val-views", type=int, default=96,
+                        help="views of the training scenes that choose settings")
     parser.add_argument("--seed", type=int, default=0, help="the network's and batches' seed")
     parser.add_argument("--ramp", type=float, nargs=2, default=RAMP, metavar=("LOW", "HIGH"),
                         help="the brightest channel's range over which the boost ramps in")
+    parser.add_argument("--srgb-share", type=float, default=None,
+                        help="probability of an sRGB camera in the training views (default: "
+                        "the training family's); 1: the boost cannot learn curve errors")
     parser.add_argument("--out", default="runs/boost")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -209,17 +214,26 @@ def main() -> None:
     started = time.monotonic()
     model = load_model("small")
     training = SyntheticStackDataset([str(s) for s in SOURCES], exclude=HELD_OUT, size=128,
-                                     split="train", length=args.train, seed=1).without_stack()
+                                     split="train", length=args.train, seed=1,
+                                     srgb_share=args.srgb_share).without_stack()
     rows = samples(training, model, "training views")
     net = train(rows, args.steps, args.batch, args.seed)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     save_file(net.state_dict(), Path(args.out) / "boost.safetensors")
     print(f"trained in {time.monotonic() - started:.0f} s")
+    # validation: camera-realistic views (the test split's cameras and curves) of the
+    # training scenes, for choosing settings; the test views are the held-out scenes'
+    validation = SyntheticStackDataset([str(s) for s in SOURCES], exclude=HELD_OUT, size=128,
+                                       split="test", length=args.val_views, seed=7,
+                                       curves="test").without_stack()  # fmt: skip
+    checks = {"val png": validation}
     for photo_format in ("png", "jpeg"):
-        test = SyntheticStackDataset([str(SHARED / f) for f in TEST_FILES], size=256,
-                                     split="test", length=args.test_views, seed=0, curves="test",
-                                     photo_format=photo_format).without_stack()  # fmt: skip
-        rows = samples(test, model, f"test views ({photo_format})")
+        checks[photo_format] = SyntheticStackDataset(
+            [str(SHARED / f) for f in TEST_FILES], size=256, split="test",
+            length=args.test_views, seed=0, curves="test", photo_format=photo_format,
+        ).without_stack()
+    for photo_format, views in checks.items():
+        rows = samples(views, model, f"{photo_format} views")
         with torch.no_grad():
             boosts = [net(p)[mask(p) > 0.99] for p, *_ in rows]
         print(f"{photo_format}: mean boost over clipped pixels "

@@ -112,15 +112,15 @@ def test_edges_in_one_small_part_of_the_photo_are_not_enough():
     assert calibrate(levels) is None
 
 
-def test_reconstruct_takes_every_photo_as_srgb_unless_told(tmp_path):
-    """The default curve is sRGB for PNGs, JPEGs and arrays alike (docs/results.md: on
-    camera-realistic photos no measurement beats it on every kind of camera); a path reads
-    like the array it holds, and ``curve="edges"`` measures."""
+def test_reconstruct_takes_every_photo_as_srgb_below_white_unless_told(tmp_path):
+    """The default curve is sRGB up to level 0.9 for PNGs, JPEGs and arrays alike (above it
+    the hybrid's share of CurveNet's estimate; docs/results.md); a path reads like the array
+    it holds, ``curve="srgb"`` is sRGB throughout and ``curve="edges"`` measures."""
     from PIL import Image
 
     from hdrsyn import read_ldr
     from hdrsyn.models import HDRSynthesizer, ModelConfig
-    from hdrsyn.reconstruction import reconstruct
+    from hdrsyn.reconstruction import HYBRID_LEVEL, reconstruct
 
     torch.manual_seed(0)
     tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
@@ -130,11 +130,16 @@ def test_reconstruct_takes_every_photo_as_srgb_unless_told(tmp_path):
     Image.fromarray(levels).save(tmp_path / "p.png")
     Image.fromarray(levels).save(tmp_path / "p.jpg", quality=95)
     srgb = srgb_log_inverse()
+    srgb = srgb - srgb[128]
+    below = round(HYBRID_LEVEL * 255)
     from_path = reconstruct(tmp_path / "p.png", model)
-    from_array = reconstruct(read_ldr(tmp_path / "p.png"), model, curve="srgb")
+    from_array = reconstruct(read_ldr(tmp_path / "p.png"), model)
     np.testing.assert_array_equal(from_path.radiance, from_array.radiance)
     for result in (from_path, reconstruct(str(tmp_path / "p.jpg"), model)):
-        torch.testing.assert_close(torch.from_numpy(result.photo_curve), srgb - srgb[128])
+        torch.testing.assert_close(torch.from_numpy(result.photo_curve[:below]), srgb[:below])
+        assert not np.allclose(result.photo_curve[below + 1 :], srgb[below + 1 :].numpy())
+    plain = reconstruct(tmp_path / "p.png", model, curve="srgb")
+    torch.testing.assert_close(torch.from_numpy(plain.photo_curve), srgb)
     measured = reconstruct(tmp_path / "p.png", model, curve="edges")
     torch.testing.assert_close(torch.from_numpy(measured.photo_curve), calibrate(levels))
 

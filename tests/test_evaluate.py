@@ -179,12 +179,13 @@ def test_report_has_a_paired_table_against_the_first_method():
 def test_model_specs_name_the_model_and_the_curve():
     from hdrsyn.evaluate import _model_label
 
-    assert _model_label("ours=runs/a") == ("ours", "runs/a", "srgb")
+    assert _model_label("ours=runs/a") == ("ours", "runs/a", "hybrid")
+    assert _model_label("small@srgb") == ("small@srgb", "small", "srgb")
     assert _model_label("ours=runs/a@estimated") == ("ours", "runs/a", "estimated")
     assert _model_label("ours=runs/a@srgb") == ("ours", "runs/a", "srgb")
     assert _model_label("small@estimated") == ("small@estimated", "small", "estimated")
     assert _model_label("small@edges") == ("small@edges", "small", "edges")
-    assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "srgb")
+    assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "hybrid")
     with pytest.raises(HdrsynError, match="NAME=PATH"):
         _model_label("=x@srgb")
 

@@ -158,8 +158,9 @@ def test_load_model_rejects_foreign_files(tmp_path):
 
 
 def test_a_known_srgb_curve_replaces_the_estimate():
-    """``curve="srgb"`` (the default): an untrained curve-estimating model (physics only) then
-    returns the photo decoded through sRGB where it is well exposed, whatever its estimate."""
+    """``curve="srgb"``: an untrained curve-estimating model (physics only) then returns the
+    photo decoded through sRGB where it is well exposed, whatever its estimate; so does the
+    default (hybrid) below level 0.9."""
     from hdrsyn.models import HDRSynthesizer, ModelConfig
     from hdrsyn.tonemap import srgb_decode
 
@@ -173,12 +174,35 @@ def test_a_known_srgb_curve_replaces_the_estimate():
     expected = srgb_decode(torch.from_numpy(photo).permute(2, 0, 1)).permute(1, 2, 0).numpy()
     ratio = known.radiance / expected
     np.testing.assert_allclose(ratio / np.median(ratio), 1.0, rtol=2e-2)
-    assert np.array_equal(reconstruct(photo, model).radiance, known.radiance)  # the default
+    hybrid = reconstruct(photo, model)  # the default: sRGB below 0.9, the photo's levels
+    assert np.array_equal(hybrid.photo_curve[: round(0.9 * 255)],
+                          known.photo_curve[: round(0.9 * 255)])  # fmt: skip
+    np.testing.assert_allclose(hybrid.radiance / known.radiance, 1.0, rtol=1e-3)
     estimated = reconstruct(photo, model, curve="estimated")  # untrained: the mean curve
     assert not np.allclose(estimated.radiance / np.median(estimated.radiance / expected),
                            expected, rtol=2e-2)  # fmt: skip
     with pytest.raises(HdrsynError, match="curve"):
         reconstruct(photo, model, curve="linear")
+
+
+def test_the_hybrid_curve_is_srgb_below_its_level_and_halfway_to_the_estimate_above():
+    """Checked against the formula written out in NumPy, for a roll-off estimate."""
+    from hdrsyn.curves import ResponseCurve, normalised, srgb_log_inverse
+    from hdrsyn.reconstruction import hybrid_curve
+
+    srgb = normalised(srgb_log_inverse()).double().numpy()
+    roll_off = ResponseCurve("hable", white=4.0).log_inverse()
+    estimate = roll_off - roll_off[128]
+    hybrid = hybrid_curve(torch.from_numpy(np.stack([estimate, srgb])), 0.9, 0.5).numpy()
+    k = round(0.9 * 255)
+    expected = srgb.copy()
+    expected[k:] = srgb[k] + 0.5 * (srgb[k:] - srgb[k]) + 0.5 * (estimate[k:] - estimate[k])
+    np.testing.assert_allclose(hybrid[0], expected, atol=1e-12)
+    np.testing.assert_allclose(hybrid[1], srgb, atol=1e-12)  # an sRGB estimate: sRGB
+    assert hybrid[0, 128] == 0 and (np.diff(hybrid[0]) >= 0).all()
+    assert hybrid[0, 255] > srgb[255] + 0.1  # a roll-off reads white as more light
+    with pytest.raises(HdrsynError, match="level"):
+        hybrid_curve(torch.from_numpy(estimate), 0.3)
 
 
 def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():

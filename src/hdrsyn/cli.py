@@ -117,12 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the networks run on a copy of at most N pixels "
                              "(default 262144 = 512²; smaller is faster and slightly "
                              "less accurate: docs/performance.md)")  # fmt: skip
-    reconstruct.add_argument("--curve", choices=("srgb", "edges", "estimated"),
-                             default="srgb",
-                             help="the photo's response curve: taken as sRGB (srgb, default), "
-                             "measured from its colour edges (edges) or CurveNet's guess "
-                             "(estimated); on held-out camera-realistic photos neither "
-                             "beats sRGB on every kind of camera (docs/results.md)")  # fmt: skip
+    reconstruct.add_argument("--curve", choices=("hybrid", "srgb", "edges", "estimated"),
+                             default="hybrid",
+                             help="the photo's response curve: sRGB up to level 0.9 and "
+                             "halfway to CurveNet's guess above (hybrid, default), taken as "
+                             "sRGB (srgb), measured from its colour edges (edges) or "
+                             "CurveNet's guess (estimated); on held-out camera-realistic "
+                             "photos only hybrid and srgb never lose to the photo on any kind "
+                             "of camera (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
@@ -214,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--model", action="append", metavar="[NAME=]MODEL",
                           help="shipped name, .safetensors or run folder, optionally ending "
-                          "in @srgb (the photo's curve taken as sRGB, the default), @edges "
-                          "(measured from its colour edges) or @estimated (CurveNet's "
-                          "guess); repeat to compare (default: small)")  # fmt: skip
+                          "in @hybrid (sRGB, CurveNet's guess near white: the default), "
+                          "@srgb (the photo's curve taken as sRGB), @edges (measured from "
+                          "its colour edges) or @estimated (CurveNet's guess); repeat to "
+                          "compare (default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "expandnet", "true-curve",
                                    "oracle"],

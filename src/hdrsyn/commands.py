@@ -340,7 +340,7 @@ def reconstruct_files(
     stack_dir: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
-    curve: str = "srgb",
+    curve: str = "hybrid",
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,

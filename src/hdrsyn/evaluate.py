@@ -89,10 +89,11 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0, photo_for
 
 
 def _model_label(spec: str) -> tuple[str, str, str]:
-    """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@srgb`` (the
-    default: the photo's curve taken as sRGB), ``@edges`` (measured from its colour edges) or
-    ``@estimated`` (CurveNet's estimate) → (label, model, curve)."""
-    curve = "srgb"
+    """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@hybrid`` (the
+    default: sRGB with CurveNet's estimate near white), ``@srgb`` (the photo's curve taken as
+    sRGB), ``@edges`` (measured from its colour edges) or ``@estimated`` (CurveNet's
+    estimate) → (label, model, curve)."""
+    curve = CURVES[0]
     for choice in CURVES:
         if spec.endswith("@" + choice):
             spec, curve = spec.removesuffix("@" + choice), choice
@@ -102,7 +103,7 @@ def _model_label(spec: str) -> tuple[str, str, str]:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
         return label, model, curve
     label = Path(spec).stem if spec.endswith(".safetensors") else spec
-    return label + ("" if curve == "srgb" else "@" + curve), spec, curve
+    return label + ("" if curve == CURVES[0] else "@" + curve), spec, curve
 
 
 def evaluate(
