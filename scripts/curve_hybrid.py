@@ -29,36 +29,19 @@ CurveNet's misreadings of sRGB photos cost most below white.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from highlight_boost import SHARED, SOURCES, reconstructed  # scripts/: the batched reconstruct
 
 from hdrsyn import load_model
 from hdrsyn.baselines import linearised
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.data import HELD_OUT, TEST_FILES, SyntheticStackDataset
 from hdrsyn.metrics import hdr_metrics, protocol_align
-from hdrsyn.models.stacknet import merge_stack
-from hdrsyn.reconstruction import _hand_over, hybrid_curve
-from hdrsyn.stops import DEFAULT_EVS
+from hdrsyn.reconstruction import hybrid_curve
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOURCES = [SHARED / "hdr", SHARED / "hdr-extra-1k", *(SHARED / "hdr-extra" / f"{n}.exr"
-           for n in ("esplanade", "sky", "sunset", "workshop"))]  # fmt: skip
 GROUPS = ("srgb", "roll-off", "other", "all")
-
-
-@torch.no_grad()
-def reconstructed(model, photos: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:
-    """``reconstruct`` of a batch of small photos with the given curves (B, 256)."""
-    generated = model.generator(photos, DEFAULT_EVS, curves)
-    stack = generated.stack.float()
-    radiance, inverse_crf = merge_stack(generated, model.config, stack)
-    for i in range(len(photos)):
-        part = slice(i, i + 1)
-        _hand_over(radiance[part], stack[part], generated.evs, inverse_crf[part], photos[part])
-    return radiance
 
 
 def curves_for(setting: str, estimate: torch.Tensor) -> torch.Tensor:

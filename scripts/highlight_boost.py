@@ -138,11 +138,13 @@ def boosted(radiance: torch.Tensor, photo: torch.Tensor, boost: torch.Tensor) ->
 
 
 @torch.no_grad()
-def reconstructed(model, photos: torch.Tensor) -> torch.Tensor:
+def reconstructed(model, photos: torch.Tensor, curves: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`hdrsyn.reconstruct` of a batch of small photos (B, 3, H, W) at once (the
-    networks at full size; curve taken as sRGB), checked against it in :func:`samples`."""
-    known = normalised(srgb_log_inverse())[None].expand(len(photos), -1).float()
-    generated = model.generator(photos, DEFAULT_EVS, known)
+    networks at full size) with the curves (B, 256) given, by default sRGB's (checked against
+    ``reconstruct(curve="srgb")`` in :func:`samples`)."""
+    if curves is None:
+        curves = normalised(srgb_log_inverse())[None].expand(len(photos), -1).float()
+    generated = model.generator(photos, DEFAULT_EVS, curves)
     stack = generated.stack.float()
     radiance, inverse_crf = merge_stack(generated, model.config, stack)
     for i in range(len(photos)):
