@@ -113,20 +113,27 @@ def test_edges_in_one_small_part_of_the_photo_are_not_enough():
 
 
 def test_reconstruct_takes_every_photo_as_srgb_below_white_unless_told(tmp_path):
-    """The default curve is sRGB up to level 0.9 for PNGs, JPEGs and arrays alike (above it
-    the hybrid's share of CurveNet's estimate; docs/results.md); a path reads like the array
+    """The default curve is sRGB up to HYBRID_LEVEL for PNGs, JPEGs and arrays alike, and above
+    it the hybrid's share of CurveNet's estimate (docs/results.md); a path reads like the array
     it holds, ``curve="srgb"`` is sRGB throughout and ``curve="edges"`` measures."""
     from PIL import Image
 
     from hdrsyn import read_ldr
+    from hdrsyn.curves import normalised
     from hdrsyn.models import HDRSynthesizer, ModelConfig
-    from hdrsyn.reconstruction import HYBRID_LEVEL, reconstruct
+    from hdrsyn.reconstruction import HYBRID_LEVEL, HYBRID_SHARE, hybrid_curve, reconstruct
 
     torch.manual_seed(0)
     tiny = {"global_base": 4, "global_levels": 2, "local_base": 4, "local_levels": 2,
             "refine_base": 4, "refine_levels": 2, "max_width": 8}  # fmt: skip
     model = HDRSynthesizer(ModelConfig(**tiny, prior="estimated", merge="estimated")).eval()
-    levels = photo(patches(2), ResponseCurve("hable", white=7.0))
+    hable = ResponseCurve("hable", white=7.0)
+    estimate = normalised(torch.from_numpy(hable.log_inverse())).float()
+    model.generator.estimate_curve = lambda image: estimate.expand(len(image), -1)  # a roll-off
+    radiance = patches(2)
+    radiance[:24] *= 4  # a bright band (a sky): enough bright pixels for the estimate to count
+    levels = photo(radiance, hable)
+    assert ((levels.max(axis=2) / 255 > 0.8).mean()) > 0.05
     Image.fromarray(levels).save(tmp_path / "p.png")
     Image.fromarray(levels).save(tmp_path / "p.jpg", quality=95)
     srgb = srgb_log_inverse()
@@ -135,9 +142,13 @@ def test_reconstruct_takes_every_photo_as_srgb_below_white_unless_told(tmp_path)
     from_path = reconstruct(tmp_path / "p.png", model)
     from_array = reconstruct(read_ldr(tmp_path / "p.png"), model)
     np.testing.assert_array_equal(from_path.radiance, from_array.radiance)
+    expected = hybrid_curve(estimate, HYBRID_SHARE).numpy()
     for result in (from_path, reconstruct(str(tmp_path / "p.jpg"), model)):
         torch.testing.assert_close(torch.from_numpy(result.photo_curve[:below]), srgb[:below])
-        assert not np.allclose(result.photo_curve[below + 1 :], srgb[below + 1 :].numpy())
+        np.testing.assert_allclose(result.photo_curve, expected, atol=1e-6)
+        assert result.photo_curve[255] > srgb[255] + 0.1  # the roll-off read near white
+    dim = reconstruct(np.minimum(read_ldr(tmp_path / "p.png"), 0.8), model)  # no bright pixels
+    torch.testing.assert_close(torch.from_numpy(dim.photo_curve), srgb)
     plain = reconstruct(tmp_path / "p.png", model, curve="srgb")
     torch.testing.assert_close(torch.from_numpy(plain.photo_curve), srgb)
     measured = reconstruct(tmp_path / "p.png", model, curve="edges")

@@ -160,8 +160,9 @@ def test_load_model_rejects_foreign_files(tmp_path):
 def test_a_known_srgb_curve_replaces_the_estimate():
     """``curve="srgb"``: an untrained curve-estimating model (physics only) then returns the
     photo decoded through sRGB where it is well exposed, whatever its estimate; so does the
-    default (hybrid) below level 0.9."""
+    default (hybrid) for a photo with no bright pixels."""
     from hdrsyn.models import HDRSynthesizer, ModelConfig
+    from hdrsyn.reconstruction import HYBRID_BRIGHT
     from hdrsyn.tonemap import srgb_decode
 
     torch.manual_seed(0)
@@ -174,10 +175,10 @@ def test_a_known_srgb_curve_replaces_the_estimate():
     expected = srgb_decode(torch.from_numpy(photo).permute(2, 0, 1)).permute(1, 2, 0).numpy()
     ratio = known.radiance / expected
     np.testing.assert_allclose(ratio / np.median(ratio), 1.0, rtol=2e-2)
-    hybrid = reconstruct(photo, model)  # the default: sRGB below 0.9, the photo's levels
-    assert np.array_equal(hybrid.photo_curve[: round(0.9 * 255)],
-                          known.photo_curve[: round(0.9 * 255)])  # fmt: skip
-    np.testing.assert_allclose(hybrid.radiance / known.radiance, 1.0, rtol=1e-3)
+    dim = np.minimum(photo, HYBRID_BRIGHT)  # no pixel above it: the default reads sRGB
+    hybrid = reconstruct(dim, model)
+    np.testing.assert_array_equal(hybrid.photo_curve, known.photo_curve)
+    np.testing.assert_allclose(hybrid.radiance, reconstruct(dim, model, curve="srgb").radiance)
     estimated = reconstruct(photo, model, curve="estimated")  # untrained: the mean curve
     assert not np.allclose(estimated.radiance / np.median(estimated.radiance / expected),
                            expected, rtol=2e-2)  # fmt: skip
@@ -185,24 +186,45 @@ def test_a_known_srgb_curve_replaces_the_estimate():
         reconstruct(photo, model, curve="linear")
 
 
-def test_the_hybrid_curve_is_srgb_below_its_level_and_halfway_to_the_estimate_above():
-    """Checked against the formula written out in NumPy, for a roll-off estimate."""
+def test_the_hybrid_curve_is_srgb_below_its_level_and_adds_a_share_of_the_excess_above():
+    """Checked against the formula written out in NumPy, for a roll-off estimate, an sRGB one
+    and one that rises less than sRGB near white (read as sRGB)."""
     from hdrsyn.curves import ResponseCurve, normalised, srgb_log_inverse
     from hdrsyn.reconstruction import hybrid_curve
 
     srgb = normalised(srgb_log_inverse()).double().numpy()
     roll_off = ResponseCurve("hable", white=4.0).log_inverse()
     estimate = roll_off - roll_off[128]
-    hybrid = hybrid_curve(torch.from_numpy(np.stack([estimate, srgb])), 0.9, 0.5).numpy()
-    k = round(0.9 * 255)
+    flat = srgb.copy()
+    k = round(0.7 * 255)
+    flat[k:] = srgb[k] + 0.5 * (srgb[k:] - srgb[k])  # rises half as much as sRGB
+    curves = torch.from_numpy(np.stack([estimate, srgb, flat]))
+    hybrid = hybrid_curve(curves, 1.5, 0.7).numpy()
     expected = srgb.copy()
-    expected[k:] = srgb[k] + 0.5 * (srgb[k:] - srgb[k]) + 0.5 * (estimate[k:] - estimate[k])
+    excess = (estimate[k:] - estimate[k]) - (srgb[k:] - srgb[k])
+    expected[k:] = srgb[k:] + 1.5 * np.maximum(excess, 0)
     np.testing.assert_allclose(hybrid[0], expected, atol=1e-12)
     np.testing.assert_allclose(hybrid[1], srgb, atol=1e-12)  # an sRGB estimate: sRGB
+    np.testing.assert_allclose(hybrid[2], srgb, atol=1e-12)  # less than sRGB: sRGB
     assert hybrid[0, 128] == 0 and (np.diff(hybrid[0]) >= 0).all()
     assert hybrid[0, 255] > srgb[255] + 0.1  # a roll-off reads white as more light
+    shares = hybrid_curve(curves[:2], torch.tensor([0.0, 1.5]), 0.7).numpy()  # one per curve
+    np.testing.assert_allclose(shares[0], srgb, atol=1e-12)
     with pytest.raises(HdrsynError, match="level"):
-        hybrid_curve(torch.from_numpy(estimate), 0.3)
+        hybrid_curve(torch.from_numpy(estimate), 1.0, 0.3)
+
+
+def test_the_hybrid_share_needs_enough_bright_pixels():
+    """CurveNet's reading near white counts only for photos with at least HYBRID_EVIDENCE of
+    their pixels above HYBRID_BRIGHT in some channel; the rest keep sRGB (share 0)."""
+    from hdrsyn import reconstruction as r
+
+    photos = torch.full((3, 3, 20, 20), 0.5)
+    bright = round(r.HYBRID_EVIDENCE * 400)  # pixels of 400
+    photos[0, 1].view(-1)[:bright] = r.HYBRID_BRIGHT + 0.01  # just enough, in green only
+    photos[1, 0].view(-1)[: bright - 1] = 1.0  # one too few
+    photos[2].view(3, -1)[:, :bright] = r.HYBRID_BRIGHT  # at the level: not above it
+    np.testing.assert_array_equal(r.hybrid_share(photos).numpy(), [r.HYBRID_SHARE, 0.0, 0.0])
 
 
 def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():

@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "less accurate: docs/performance.md)")  # fmt: skip
     reconstruct.add_argument("--curve", choices=("hybrid", "srgb", "edges", "estimated"),
                              default="hybrid",
-                             help="the photo's response curve: sRGB up to level 0.9 and "
-                             "halfway to CurveNet's guess above (hybrid, default), taken as "
+                             help="the photo's response curve: sRGB up to level 0.7 and "
+                             "CurveNet's guess above where the photo has enough bright "
+                             "pixels (hybrid, default), taken as "
                              "sRGB (srgb), measured from its colour edges (edges) or "
                              "CurveNet's guess (estimated); on held-out camera-realistic "
                              "photos only hybrid and srgb never lose to the photo on any kind "

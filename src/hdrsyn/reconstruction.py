@@ -36,30 +36,48 @@ DEFAULT_MAX_PIXELS = 512 * 512
 # "hybrid" first: the default. On camera-realistic views it is at least as good as assuming
 # sRGB on every curve group; neither measurement alone is (docs/results.md).
 CURVES = ("hybrid", "srgb", "edges", "estimated")
-# the hybrid curve: above this level, this share of CurveNet's estimate. Chosen on validation
-# views of the training scenes (the largest gain that loses on no curve group, PNG and JPEG;
-# scripts/curve_hybrid.py), never on the held-out views
-HYBRID_LEVEL, HYBRID_SHARE = 0.9, 0.5
+# the hybrid curve: above this level, sRGB plus this share of how much more CurveNet's estimate
+# rises; only for photos with at least this fraction of pixels whose brightest channel lies
+# above this level (others keep sRGB). Chosen on validation views of the training scenes, PNG and
+# JPEG (scripts/curve_hybrid.py), never on the held-out views
+HYBRID_LEVEL, HYBRID_SHARE = 0.7, 1.5
+HYBRID_EVIDENCE, HYBRID_BRIGHT = 0.05, 0.8
 
 
-def hybrid_curve(estimate: Tensor, level: float = HYBRID_LEVEL,
-                 share: float = HYBRID_SHARE) -> Tensor:  # fmt: skip
-    """sRGB's ``g`` up to ``level``; above it, sRGB's rise from there plus ``share`` of how
-    much more (or less) the estimated curve ``estimate`` (..., 256) rises from there.
+def hybrid_share(photo: Tensor) -> Tensor:
+    """The share of CurveNet's reading near white that :func:`hybrid_curve` takes for each
+    photo (B, 3, H, W): ``HYBRID_SHARE`` where at least ``HYBRID_EVIDENCE`` of its pixels have
+    their brightest channel above ``HYBRID_BRIGHT``, else 0 (sRGB); (B,).
+
+    An estimate of the curve near white rests on the photo's bright pixels: with few of them
+    CurveNet still answers, and on validation its answer for such an sRGB photo cost up to
+    10 dB, while photos with more gained on average in every curve group."""
+    bright = (photo.amax(dim=1) > HYBRID_BRIGHT).flatten(1).float().mean(dim=1)
+    return torch.where(bright >= HYBRID_EVIDENCE, HYBRID_SHARE, 0.0).to(photo.dtype)
+
+
+def hybrid_curve(estimate: Tensor, share: float | Tensor = HYBRID_SHARE,
+                 level: float = HYBRID_LEVEL) -> Tensor:  # fmt: skip
+    """sRGB's ``g`` up to ``level``; above it, sRGB's rise from there plus ``share`` (a number,
+    or one per curve) of how much more the estimated curve ``estimate`` (..., 256) rises from
+    there, never less than sRGB's rise.
 
     Cameras part from sRGB most near white, where many roll their highlights off (a level
     near 255 then stands for far more light than sRGB says), and that is where a blown region
-    is read; below ``level`` a misread curve costs an sRGB photo more than the right one gains
-    a roll-off photo. Continuous, non-decreasing for non-decreasing inputs, ``g(128) = 0``.
+    is read. There the true curves of the validation views never rise less than sRGB's by
+    more than 0.18 (in ln; only gamma and S-curves do at all), so a lower estimate is taken as
+    sRGB. CurveNet's estimates are drawn towards its mean curve: on validation roll-off photos
+    they rise above sRGB's two thirds as far as the truth (median 0.66 against 0.97 at 255),
+    hence a share above 1. Continuous, non-decreasing for non-decreasing inputs, g(128) = 0.
     """
     srgb = normalised(srgb_log_inverse()).to(estimate)
     k = round(level * 255)
     if not 128 <= k <= 255:
         raise HdrsynError(f"hybrid level: {level}; must lie in [128/255, 1]")
-    rise = estimate[..., k:] - estimate[..., k : k + 1]
-    srgb_rise = srgb[k:] - srgb[k]
-    upper = srgb[k:] + share * (rise - srgb_rise)
-    return torch.cat([srgb[:k].expand(*estimate.shape[:-1], k), upper], dim=-1)
+    excess = (estimate[..., k:] - estimate[..., k : k + 1]) - (srgb[k:] - srgb[k])
+    share = torch.as_tensor(share, dtype=estimate.dtype, device=estimate.device)
+    upper = srgb[k:] + share[..., None] * excess.clamp_min(0)
+    return torch.cat([srgb[:k].expand(*upper.shape[:-1], k), upper], dim=-1)
 
 
 def shipped_models() -> list[str]:
@@ -187,8 +205,9 @@ def reconstruct(
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
-        curve: the photo's response curve: ``"hybrid"`` (default: sRGB up to level 0.9,
-            above it halfway to CurveNet's estimate, :func:`hybrid_curve`), ``"srgb"`` (the
+        curve: the photo's response curve: ``"hybrid"`` (default: sRGB up to level 0.7,
+            above it more light where CurveNet reads a roll-off and the photo has enough
+            bright pixels to read it from, :func:`hybrid_curve`), ``"srgb"`` (the
             photo is taken as sRGB-encoded), ``"edges"`` (measured from the photo's colour
             edges by :func:`hdrsyn.calibration.calibrate`, sRGB where it finds too few;
             misled by real cameras' demosaicing, sharpening and JPEG) or ``"estimated"`` (CurveNet's
@@ -230,7 +249,8 @@ def reconstruct(
         if curve == "edges":
             measured = calibrate(np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8))
         elif curve == "hybrid":
-            measured = hybrid_curve(model.generator.estimate_curve(small)[0])
+            measured = hybrid_curve(model.generator.estimate_curve(small)[0],
+                                    hybrid_share(small)[0])
         if measured is None:
             measured = normalised(srgb_log_inverse())
         known = measured.to(device)[None]
