@@ -1,17 +1,17 @@
 """Choose the hybrid curve (issue 22): sRGB up to a level, CurveNet's reading of a roll-off above.
 
     python scripts/curve_hybrid.py [--settings srgb hybrid 0.7:1.5 ...] [--views 96] [--seed 7]
-        [--formats png jpeg] [--test]
+        [--formats png jpeg] [--model small] [--test]
 
-For each setting the shipped model reconstructs camera-realistic views (the test split's
-cameras and curves, PNG and JPEG) of the *training* scenes (data.HELD_OUT excluded) and prints
-the PU21-PSNR gain over the linearised photo by curve group. A setting ``LEVEL:SHARE`` keeps
-sRGB up to ``LEVEL`` and above it adds ``SHARE`` times how much more CurveNet's estimate rises
-than sRGB's (never less: ``hybrid_curve``); ``@EVIDENCE`` does so only for photos with at
-least that fraction of pixels above level 0.8 (sRGB for the others: ``hybrid_share``). The
-rule that chooses the default: the largest gain over all views, PNG and JPEG, among settings
-that lose to plain sRGB on no group. ``--test`` adds the held-out scenes' 48 views of
-``hdrsyn evaluate`` (report them; never choose by them).
+For each setting the shipped model (or ``--model``) reconstructs camera-realistic views (the
+test split's cameras and curves, PNG and JPEG) of the *training* scenes (data.HELD_OUT
+excluded) and prints the PU21-PSNR gain over the linearised photo by curve group. A setting
+``LEVEL:SHARE`` keeps sRGB up to ``LEVEL`` and above it adds ``SHARE`` times how much more
+CurveNet's estimate rises than sRGB's (never less: ``hybrid_curve``); ``@EVIDENCE`` does so
+only for photos with at least that fraction of pixels above level 0.8 (sRGB for the others:
+``hybrid_share``). The rule that chooses the default: the largest gain over all views, PNG
+and JPEG, among settings that lose to plain sRGB on no group. ``--test`` adds the held-out
+scenes' 48 views of ``hdrsyn evaluate`` (report them; never choose by them).
 
 Measured 2026-12-06 (96 views, 256², seed 7; PNG / JPEG), gain by group sRGB (15 views),
 roll-off (36), other (45), all. The shares are the excess above sRGB's rise, clamped at 0:
@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=["srgb", "hybrid", "0.7:1.5", "0.9:0.5"],
                         help="srgb, hybrid, LEVEL:SHARE, LEVEL:SHARE@EVIDENCE or 0:1")
+    parser.add_argument("--model", default="small", help="shipped name or weights file")
     parser.add_argument("--views", type=int, default=96)
     parser.add_argument("--seed", type=int, default=7, help="of the validation views")
     parser.add_argument("--formats", nargs="+", default=["png", "jpeg"], choices=("png", "jpeg"))
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--test", action="store_true", help="also the held-out views")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = load_model("small")
+    model = load_model(args.model)
     checks = {}
     for photo_format in args.formats:
         checks[f"validation {photo_format}"] = SyntheticStackDataset(

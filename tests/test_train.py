@@ -82,8 +82,10 @@ def test_committed_configs_are_valid():
     assert small.model.prior == "estimated" == paper.model.prior
     assert small.optim.betas == (0.5, 0.999) and small.loss.mu == 5000
     assert sorted(small.data.exclude) == sorted(HELD_OUT)  # never trained on
-    for name in ("v1-small", "small-finetune"):
-        load_config(ROOT / "configs" / f"{name}.toml")
+    load_config(ROOT / "configs" / "v1-small.toml")  # the first model's: before the held-out split
+    for name in ("small-finetune", "small-highlights"):
+        config = load_config(ROOT / "configs" / f"{name}.toml")
+        assert sorted(config.data.exclude) == sorted(HELD_OUT)  # never trained on
 
 
 def test_no_curve_ablation_differs_from_small_only_where_marked():
