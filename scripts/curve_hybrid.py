@@ -55,12 +55,11 @@ import numpy as np
 import torch
 from highlight_boost import SHARED, SOURCES, reconstructed  # scripts/: the batched reconstruct
 
-from hdrsyn import load_model
+from hdrsyn import load_model, reconstruction
 from hdrsyn.baselines import linearised
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.data import HELD_OUT, TEST_FILES, SyntheticStackDataset
 from hdrsyn.metrics import hdr_metrics, protocol_align
-from hdrsyn.reconstruction import HYBRID_EVIDENCE, HYBRID_LEVEL, HYBRID_SHARE, hybrid_curve
 
 GROUPS = ("srgb", "roll-off", "other", "all")
 
@@ -72,16 +71,16 @@ def curves_for(setting: str, estimate: torch.Tensor, photos: torch.Tensor) -> to
     if setting == "srgb":
         return normalised(srgb_log_inverse()).to(estimate).expand_as(estimate)
     if setting == "hybrid":
-        setting = f"{HYBRID_LEVEL}:{HYBRID_SHARE}@{HYBRID_EVIDENCE}"
+        setting = (f"{reconstruction.HYBRID_LEVEL}:{reconstruction.HYBRID_SHARE}"
+                   f"@{reconstruction.HYBRID_EVIDENCE}")
     rule, _, evidence = setting.partition("@")
     level, share = map(float, rule.split(":"))
     if level == 0:
         return estimate
-    bright = (photos.amax(dim=1) > 0.8).flatten(1).float().mean(dim=1)
-    shares = torch.full((len(photos),), share)
-    if evidence:
-        shares = torch.where(bright >= float(evidence), share, 0.0)
-    return hybrid_curve(estimate, shares, level)
+    if not evidence:
+        return reconstruction.hybrid_curve(estimate, share, level)
+    shares = reconstruction.hybrid_share(photos, share, float(evidence))
+    return reconstruction.hybrid_curve(estimate, shares, level)
 
 
 def gains(model, views, settings: list[str], batch: int = 16) -> dict[str, dict[str, float]]:

@@ -36,24 +36,25 @@ DEFAULT_MAX_PIXELS = 512 * 512
 # "hybrid" first: the default. On camera-realistic views it is at least as good as assuming
 # sRGB on every curve group; neither measurement alone is (docs/results.md).
 CURVES = ("hybrid", "srgb", "edges", "estimated")
-# the hybrid curve: above this level, sRGB plus this share of how much more CurveNet's estimate
-# rises; only for photos with at least this fraction of pixels whose brightest channel lies
-# above this level (others keep sRGB). Chosen on validation views of the training scenes, PNG and
-# JPEG (scripts/curve_hybrid.py), never on the held-out views
+# the hybrid curve: above HYBRID_LEVEL, sRGB plus HYBRID_SHARE of how much more CurveNet's
+# estimate rises; only for photos with at least HYBRID_EVIDENCE of their pixels' brightest
+# channel above HYBRID_BRIGHT (others keep sRGB). Chosen on validation views of the training
+# scenes, PNG and JPEG (scripts/curve_hybrid.py), never on the held-out views
 HYBRID_LEVEL, HYBRID_SHARE = 0.7, 1.5
 HYBRID_EVIDENCE, HYBRID_BRIGHT = 0.05, 0.8
 
 
-def hybrid_share(photo: Tensor) -> Tensor:
+def hybrid_share(photo: Tensor, share: float = HYBRID_SHARE,
+                 evidence: float = HYBRID_EVIDENCE) -> Tensor:  # fmt: skip
     """The share of CurveNet's reading near white that :func:`hybrid_curve` takes for each
-    photo (B, 3, H, W): ``HYBRID_SHARE`` where at least ``HYBRID_EVIDENCE`` of its pixels have
-    their brightest channel above ``HYBRID_BRIGHT``, else 0 (sRGB); (B,).
+    photo (B, 3, H, W): ``share`` where at least ``evidence`` of its pixels have their
+    brightest channel above ``HYBRID_BRIGHT``, else 0 (sRGB); (B,).
 
     An estimate of the curve near white rests on the photo's bright pixels: with few of them
     CurveNet still answers, and on validation its answer for such an sRGB photo cost up to
     10 dB, while photos with more gained on average in every curve group."""
     bright = (photo.amax(dim=1) > HYBRID_BRIGHT).flatten(1).float().mean(dim=1)
-    return torch.where(bright >= HYBRID_EVIDENCE, HYBRID_SHARE, 0.0).to(photo.dtype)
+    return torch.where(bright >= evidence, share, 0.0).to(photo.dtype)
 
 
 def hybrid_curve(estimate: Tensor, share: float | Tensor = HYBRID_SHARE,
