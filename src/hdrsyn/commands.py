@@ -63,6 +63,7 @@ def merge_files(
     smoothness: float | None = None,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
+    half: bool = True,
     align: bool = False,
     quiet: bool = False,
 ) -> Merged:
@@ -71,7 +72,8 @@ def merge_files(
     Args:
         images: two or more LDR files of the same size, or folders of them.
         output: ``.exr``, ``.hdr`` or ``.pfm`` path, or ``.jpg`` for an Ultra HDR JPEG
-            (headroom ``max_boost`` stops; :func:`hdrsyn.io.write_hdr`).
+            (headroom ``max_boost`` stops; :func:`hdrsyn.io.write_hdr`); ``.exr`` in half
+            floats unless ``half`` is False.
         evs: exposure of each image in stops; default from EXIF (exposure time, f-number, ISO),
             relative to the middle exposure.
         preview: optional PNG/JPEG path for a Reinhard-tone-mapped view.
@@ -149,7 +151,7 @@ def merge_files(
     result = radiance.permute(1, 2, 0).numpy()
 
     stage("write")
-    write_hdr(output, result, overwrite=overwrite, max_boost=max_boost)
+    write_hdr(output, result, overwrite=overwrite, half=half, max_boost=max_boost)
     written = {"HDR image": [Path(output)]}
     if preview is not None:
         write_ldr(preview, _display(radiance, key), overwrite=overwrite)
@@ -344,6 +346,7 @@ def reconstruct_files(
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
+    half: bool = True,
     quiet: bool = False,
 ) -> dict[str, list[Path]]:
     """Single photo(s) → HDR. One input file writes ``output``; a folder (or several files)
@@ -351,7 +354,8 @@ def reconstruct_files(
     made if they are new ones inside existing writable folders). Progress goes to stderr on a
     terminal (never when ``quiet``): photos done, and the stage of the current one (read,
     curve, networks, merge, write).
-    ``curve``: see :func:`hdrsyn.reconstruction.reconstruct`.
+    ``curve``: see :func:`hdrsyn.reconstruction.reconstruct`. ``.exr`` outputs are half floats
+    unless ``half`` is False (:func:`hdrsyn.io.write_hdr`).
     Every output is checked before any work. A photo that cannot be read does not stop the
     others: the run ends with an error naming every photo that failed.
 
@@ -415,7 +419,7 @@ def reconstruct_files(
         result = reconstruct(image, network, evs=evs, curve=curve,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, stage=stage)  # fmt: skip
         stage("write")
-        write_hdr(hdr, result.radiance, overwrite=overwrite, max_boost=max_boost)
+        write_hdr(hdr, result.radiance, overwrite=overwrite, half=half, max_boost=max_boost)
         written["HDR image"].append(hdr)
         if shown is not None:
             radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)
