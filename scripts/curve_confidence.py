@@ -26,12 +26,14 @@ Measured 2026-12-06 (`collect --seeds 7 8 9 --views 96 --formats png jpeg --test
 
 The learned gate says yes to every photo: the views where the hybrid curve loses are few and
 unlike each other (three views lose more than 3.8 dB, PNG / JPEG: an sRGB view with 4.9 %
-bright pixels that CurveNet reads as a strong roll-off, excess 1.25, −9.6 / −6.7 dB; an
-"other" view with 18.5 %, excess 1.1, −4.3 / −4.1; an sRGB view with 32 %, excess 0.5,
-−3.9 / −4.2; the shipped gate keeps the last two), while a large excess is the best sign of a large gain (roll-off
-views with excess 0.9 … 1.3 gain +3.7 … +4.0 dB on average, PNG). Bright-pixel thresholds on
-the pooled views: 0 … 0.04 lose 0.03 … 0.04 dB to sRGB on PNG sRGB photos (the one view), 0.05
-gains +0.17 there; so the rule still picks 0.05, and on PNG it still rests on that one view.
+bright pixels that CurveNet reads as a strong roll-off, excess 1.25, −9.6 / −6.7 dB; an "other"
+view with 18.5 %, excess 1.1, −4.3 / −4.1; an sRGB view with 32 %, excess 0.5, −3.9 / −4.2; the
+shipped gate keeps the last two), while a large excess is the best sign of a large gain
+(roll-off views with excess 0.9 … 1.3 gain +3.7 … +4.0 dB on average, PNG). Bright-pixel
+thresholds on the pooled views: 0 … 0.04 lose 0.03 … 0.04 dB to sRGB on PNG sRGB photos (the
+one view), 0.05 gains +0.17 there; so the rule still picks 0.05, and on PNG it still rests on
+that one view.
+
 Reported, not chosen by: the held-out views reproduce `hdrsyn evaluate`'s v4 rows to the
 hundredth with the shipped gate (+0.90 +0.90 +1.01 +0.94 / +0.93 +0.95 +0.92 +0.93), and give
 +1.20 +1.73 +1.15 +1.44 / +1.09 +1.92 +1.02 +1.48 with the hybrid curve for every photo.

@@ -242,6 +242,24 @@ def test_bad_max_pixels_and_evs_beyond_the_trained_steps_are_refused():
     assert reconstruct(photo, model, evs=(-3, -2, -1, 0, 1)).evs == [-3, -2, -1, 0, 1]
 
 
+def test_photos_as_uint8_or_uint16_levels_and_out_of_range_floats_refused(model):
+    """Levels straight from PIL or OpenCV are scaled like read_ldr's; floats outside [0, 1]
+    and other types are refused naming the photo (and saying what to pass), not read as
+    radiance or failing deep inside the merge."""
+    photo = read_ldr(PHOTO)[:64, :96]
+    levels = np.round(photo * 255).astype(np.uint8)
+    expected = reconstruct(photo, model).radiance
+    np.testing.assert_array_equal(reconstruct(levels, model).radiance, expected)
+    deep = levels.astype(np.uint16) * 257  # 16 bits: 255 → 65535
+    np.testing.assert_array_equal(reconstruct(deep, model).radiance, expected)
+    for bad, needle in ((levels.astype(np.float32), "got 85…161 .*pass them as uint8"),
+                        (photo - 0.5, "must lie in \\[0, 1\\]"), (photo * np.nan, "must lie in"),
+                        (levels.astype(np.int64), "int64 values"),
+                        (photo[:, :0], "expected an \\(H, W, 3\\) image")):  # fmt: skip
+        with pytest.raises(HdrsynError, match=f"^photo: .*{needle}"):
+            reconstruct(bad, model)
+
+
 def test_8_bit_photos_take_the_per_level_prior_with_the_same_result(model, monkeypatch):
     """Large 8-bit photos re-expose through a 256-entry table per EV instead of decoding and
     encoding every pixel (issue 14); the radiance is the same within 1e-3 in log."""

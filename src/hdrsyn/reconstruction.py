@@ -188,6 +188,23 @@ def _hand_over(radiance: Tensor, stack: Tensor, evs: Tensor, inverse_crf: Tensor
     flat[:, :, band] = torch.lerp(both, generated[:, :, 0].log(), alpha[None]).exp()
 
 
+def _as_unit_floats(photo: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) photo as float32 in [0, 1]: uint8 and uint16 levels scaled, floats checked."""
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.size == 0:
+        raise HdrsynError(f"photo: expected an (H, W, 3) image, got shape {photo.shape}")
+    if photo.dtype in (np.uint8, np.uint16):
+        return photo.astype(np.float32) / np.float32(np.iinfo(photo.dtype).max)
+    if not np.issubdtype(photo.dtype, np.floating):
+        raise HdrsynError(f"photo: {photo.dtype} values; pass floats in [0, 1] or uint8/uint16 "
+                          "levels")  # fmt: skip
+    photo = photo.astype(np.float32, copy=False)
+    low, high = float(photo.min()), float(photo.max())
+    if not (0 <= low and high <= 1):  # also refuses NaN
+        raise HdrsynError(f"photo: float values must lie in [0, 1], got {low:g}…{high:g} "
+                          "(8-bit levels: pass them as uint8)")  # fmt: skip
+    return photo
+
+
 @torch.no_grad()
 def reconstruct(
     photo: np.ndarray | str | os.PathLike,
@@ -201,8 +218,9 @@ def reconstruct(
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
 
     Args:
-        photo: ``(H, W, 3)`` RGB in [0, 1] (e.g. from :func:`hdrsyn.read_ldr`), or the path
-            of a photo file.
+        photo: ``(H, W, 3)`` RGB floats in [0, 1] (e.g. from :func:`hdrsyn.read_ldr`),
+            uint8 or uint16 levels (e.g. from PIL or OpenCV, in RGB order), or the path of
+            a photo file.
         model: a loaded model or a name/path for :func:`load_model`.
         evs: exposures of the generated stack in stops; must hold 0 (the photo).
         max_pixels: the networks run on a copy of at most this many pixels (see module doc).
@@ -230,9 +248,7 @@ def reconstruct(
         model = load_model(model)
     if not (isinstance(max_pixels, int | np.integer) and max_pixels > 0):
         raise HdrsynError(f"max_pixels: {max_pixels!r}; must be a positive integer")
-    photo = np.asarray(photo, np.float32)
-    if photo.ndim != 3 or photo.shape[2] != 3:
-        raise HdrsynError(f"photo: expected an (H, W, 3) image, got shape {photo.shape}")
+    photo = _as_unit_floats(np.asarray(photo))
     device = next(model.parameters()).device
     image = torch.from_numpy(photo).permute(2, 0, 1)[None].to(device)
     height, width = photo.shape[:2]
