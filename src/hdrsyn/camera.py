@@ -487,7 +487,7 @@ def _solve_normal_equations(normal: Tensor, target: Tensor) -> Tensor:
     return solution
 
 
-_RANGE_SLACK = 1e-3  # float stacks may stray this far outside [0, 1] (resampling overshoot)
+RANGE_SLACK = 1e-3  # float stacks may stray this far outside [0, 1] (resampling overshoot)
 
 
 def _as_batch(stack: Tensor, evs, check: bool) -> tuple[Tensor, Tensor, bool]:
@@ -504,7 +504,7 @@ def _as_batch(stack: Tensor, evs, check: bool) -> tuple[Tensor, Tensor, bool]:
         low, high = torch.aminmax(stack.detach())
         if not (torch.isfinite(low) and torch.isfinite(high)):
             raise HdrsynError("stack: holds NaN or infinite values")
-        if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
             raise HdrsynError(
                 f"stack: float values must lie in [0, 1], got {low.item():g}…{high.item():g} "
                 "(8-bit levels: pass a uint8 tensor)"

@@ -24,10 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from hdrsyn.calibration import calibrate
-from hdrsyn.camera import look_up, merge_exposures
+from hdrsyn.camera import RANGE_SLACK, look_up, merge_exposures
 from hdrsyn.curves import normalised, srgb_log_inverse
 from hdrsyn.errors import HdrsynError
-from hdrsyn.io import read_ldr, read_weights
+from hdrsyn.io import read_ldr, read_weights, unit_floats
 from hdrsyn.models import HDRSynthesizer, ModelConfig
 from hdrsyn.models.stacknet import image_logit, merge_stack, prior_logit
 from hdrsyn.stops import DEFAULT_EVS
@@ -189,17 +189,18 @@ def _hand_over(radiance: Tensor, stack: Tensor, evs: Tensor, inverse_crf: Tensor
 
 
 def _as_unit_floats(photo: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) photo as float32 in [0, 1]: uint8 and uint16 levels scaled, floats checked."""
+    """An (H, W, 3) photo as float32 in [0, 1]: uint8 and uint16 levels scaled as
+    :func:`~hdrsyn.io.read_ldr` does, floats checked with the merge's slack."""
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.size == 0:
         raise HdrsynError(f"photo: expected an (H, W, 3) image, got shape {photo.shape}")
     if photo.dtype in (np.uint8, np.uint16):
-        return photo.astype(np.float32) / np.float32(np.iinfo(photo.dtype).max)
+        return unit_floats(photo)
     if not np.issubdtype(photo.dtype, np.floating):
         raise HdrsynError(f"photo: {photo.dtype} values; pass floats in [0, 1] or uint8/uint16 "
                           "levels")  # fmt: skip
     photo = photo.astype(np.float32, copy=False)
     low, high = float(photo.min()), float(photo.max())
-    if not (0 <= low and high <= 1):  # also refuses NaN
+    if not (-RANGE_SLACK <= low and high <= 1 + RANGE_SLACK):  # also refuses NaN
         raise HdrsynError(f"photo: float values must lie in [0, 1], got {low:g}…{high:g} "
                           "(8-bit levels: pass them as uint8)")  # fmt: skip
     return photo
