@@ -22,6 +22,16 @@ def data_file(name: str) -> Path:
     return path
 
 
+def exr_pixel_type(path) -> str:
+    """The sample type an OpenEXR file stores ("float16" or "float32"); asserts it is PIZ, the
+    lossless compression hdrsyn writes."""
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as exr:
+        assert exr.header()["compression"] == OpenEXR.PIZ_COMPRESSION
+        return exr.channels()["RGB"].pixels.dtype.name
+
+
 def gamma_curve(x: np.ndarray, gamma: float = 2.2) -> np.ndarray:
     return np.clip(x, 0, 1) ** (1 / gamma)
 

@@ -3,7 +3,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from conftest import data_file
+from conftest import data_file, exr_pixel_type
 from PIL import Image
 
 from hdrsyn import HdrsynError, read_hdr, read_ldr, write_hdr, write_ldr
@@ -28,23 +28,15 @@ def test_hdr_round_trip(tmp_path, radiance, suffix, half, rtol):
     np.testing.assert_allclose(back, radiance, rtol=rtol, atol=1e-30)
 
 
-def _exr_pixel_type(path) -> str:
-    import OpenEXR
-
-    with OpenEXR.File(str(path)) as exr:
-        assert exr.header()["compression"] == OpenEXR.PIZ_COMPRESSION  # lossless, faster than ZIP
-        return exr.channels()["RGB"].pixels.dtype.name
-
-
 def test_half_exr_falls_back_to_float32_beyond_half_range(tmp_path, radiance):
     """``half`` stores 16-bit floats only where every value fits them: a sun at 10⁵ would
     become infinity, so that file is float32 (and reads back exactly)."""
     write_hdr(tmp_path / "fits.exr", radiance * (65504 / radiance.max()), half=True)
-    assert _exr_pixel_type(tmp_path / "fits.exr") == "float16"
+    assert exr_pixel_type(tmp_path / "fits.exr") == "float16"
     bright = radiance.copy()
     bright[0, 0] = 1e5
     write_hdr(tmp_path / "sun.exr", bright, half=True)
-    assert _exr_pixel_type(tmp_path / "sun.exr") == "float32"
+    assert exr_pixel_type(tmp_path / "sun.exr") == "float32"
     np.testing.assert_array_equal(read_hdr(tmp_path / "sun.exr"), bright)
 
 
