@@ -47,14 +47,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from curve_hybrid import curves_for
-from highlight_boost import SHARED, SOURCES, reconstructed
+from curve_hybrid import batches, curves_for, held_out_views, validation_views, view_gains
 
 from hdrsyn import load_model
-from hdrsyn.baselines import linearised
 from hdrsyn.curves import normalised, srgb_log_inverse
-from hdrsyn.data import HELD_OUT, TEST_FILES, SyntheticStackDataset
-from hdrsyn.metrics import hdr_metrics, protocol_align
 
 OUT = Path("runs/curve-confidence")
 FEATURES = ("bright", "clipped", "near_white", "excess", "mean", "dark")
@@ -86,37 +82,18 @@ def collect(args) -> None:
     sets = []
     for photo_format in args.formats:
         for seed in args.seeds:
-            views = SyntheticStackDataset(
-                [str(s) for s in SOURCES], exclude=HELD_OUT, size=256, split="test",
-                length=args.views, seed=seed, curves="test", photo_format=photo_format,
-            ).without_stack()
+            views = validation_views(seed, args.views, photo_format)
             sets.append((f"validation-{photo_format}-{seed}", views))
         if args.test:
-            views = SyntheticStackDataset(
-                [str(SHARED / f) for f in TEST_FILES], size=256, split="test", length=48,
-                seed=0, curves="test", photo_format=photo_format,
-            ).without_stack()
-            sets.append((f"held-out-{photo_format}", views))
+            sets.append((f"held-out-{photo_format}", held_out_views(photo_format)))
     for name, views in sets:
         rows = []
-        for start in range(0, len(views), 16):
-            items = [views[i] for i in range(start, min(start + 16, len(views)))]
-            photos = torch.stack([item["input"] for item in items])
-            with torch.no_grad():
-                estimate = model.generator.estimate_curve(photos)
-                gains = {}
-                for setting in ("srgb", "0.7:1.5"):
-                    radiance = reconstructed(model, photos, curves_for(setting, estimate, photos))
-                    gains[setting] = []
-                    for item, photo, result in zip(items, photos, radiance, strict=True):
-                        truth, photo = item["radiance"][None], photo[None]
-                        ours = hdr_metrics(protocol_align(result[None], truth, photo), truth, photo)
-                        base = hdr_metrics(linearised(photo[0])[None], truth, photo)
-                        gains[setting].append((ours["pu21_psnr"] - base["pu21_psnr"]).item())
+        for items, photos, estimate in batches(model, views):
+            srgb, hybrid = (view_gains(model, items, photos, curves_for(s, estimate, photos))
+                            for s in ("srgb", "0.7:1.5"))  # fmt: skip
             stats = statistics(photos, estimate)
             for i, item in enumerate(items):
-                rows.append({"group": item["curve_group"], "srgb": gains["srgb"][i],
-                             "hybrid": gains["0.7:1.5"][i],
+                rows.append({"group": item["curve_group"], "srgb": srgb[i], "hybrid": hybrid[i],
                              **{f: float(stats[f][i]) for f in FEATURES}})  # fmt: skip
         with (OUT / f"{name}.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

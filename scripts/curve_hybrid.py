@@ -83,20 +83,50 @@ def curves_for(setting: str, estimate: torch.Tensor, photos: torch.Tensor) -> to
     return reconstruction.hybrid_curve(estimate, shares, level)
 
 
-def gains(model, views, settings: list[str], batch: int = 16) -> dict[str, dict[str, float]]:
-    scores: dict[str, dict[str, list[float]]] = {s: {g: [] for g in GROUPS} for s in settings}
+def validation_views(seed: int, length: int, photo_format: str, size: int = 256):
+    """Camera-realistic views (test-split cameras and curves) of the training scenes."""
+    return SyntheticStackDataset(
+        [str(s) for s in SOURCES], exclude=HELD_OUT, size=size, split="test", length=length,
+        seed=seed, curves="test", photo_format=photo_format,
+    ).without_stack()
+
+
+def held_out_views(photo_format: str):
+    """The 48 views of the held-out scenes that ``hdrsyn evaluate`` scores."""
+    return SyntheticStackDataset(
+        [str(SHARED / f) for f in TEST_FILES], size=256, split="test", length=48, seed=0,
+        curves="test", photo_format=photo_format,
+    ).without_stack()
+
+
+def batches(model, views, batch: int = 16):
+    """``(items, photos (B, 3, H, W), CurveNet's estimates (B, 256))`` a batch at a time."""
     for start in range(0, len(views), batch):
         items = [views[i] for i in range(start, min(start + batch, len(views)))]
         photos = torch.stack([item["input"] for item in items])
         with torch.no_grad():
-            estimate = model.generator.estimate_curve(photos)
+            yield items, photos, model.generator.estimate_curve(photos)
+
+
+def view_gains(model, items, photos: torch.Tensor, curves: torch.Tensor) -> list[float]:
+    """Each view's PU21-PSNR gain over the linearised photo, reconstructed with ``curves``."""
+    with torch.no_grad():
+        radiance = reconstructed(model, photos, curves)
+    out = []
+    for item, photo, result in zip(items, photos, radiance, strict=True):
+        truth, photo = item["radiance"][None], photo[None]
+        ours = hdr_metrics(protocol_align(result[None], truth, photo), truth, photo)
+        base = hdr_metrics(linearised(photo[0])[None], truth, photo)
+        out.append((ours["pu21_psnr"] - base["pu21_psnr"]).item())
+    return out
+
+
+def gains(model, views, settings: list[str]) -> dict[str, dict[str, float]]:
+    scores: dict[str, dict[str, list[float]]] = {s: {g: [] for g in GROUPS} for s in settings}
+    for items, photos, estimate in batches(model, views):
         for setting in settings:
-            radiance = reconstructed(model, photos, curves_for(setting, estimate, photos))
-            for item, photo, result in zip(items, photos, radiance, strict=True):
-                truth, photo = item["radiance"][None], photo[None]
-                ours = hdr_metrics(protocol_align(result[None], truth, photo), truth, photo)
-                base = hdr_metrics(linearised(photo[0])[None], truth, photo)
-                gain = (ours["pu21_psnr"] - base["pu21_psnr"]).item()
+            curves = curves_for(setting, estimate, photos)
+            for item, gain in zip(items, view_gains(model, items, photos, curves), strict=True):
                 scores[setting][item["curve_group"]].append(gain)
                 scores[setting]["all"].append(gain)
     return {s: {g: float(np.mean(v)) for g, v in by.items() if v} for s, by in scores.items()}
@@ -117,15 +147,10 @@ def main() -> None:
     model = load_model(args.model)
     checks = {}
     for photo_format in args.formats:
-        checks[f"validation {photo_format}"] = SyntheticStackDataset(
-            [str(s) for s in SOURCES], exclude=HELD_OUT, size=args.size, split="test",
-            length=args.views, seed=args.seed, curves="test", photo_format=photo_format,
-        ).without_stack()
+        checks[f"validation {photo_format}"] = validation_views(args.seed, args.views,
+                                                               photo_format, args.size)  # fmt: skip
         if args.test:
-            checks[f"held-out {photo_format}"] = SyntheticStackDataset(
-                [str(SHARED / f) for f in TEST_FILES], size=256, split="test", length=48,
-                seed=0, curves="test", photo_format=photo_format,
-            ).without_stack()
+            checks[f"held-out {photo_format}"] = held_out_views(photo_format)
     for name, views in checks.items():
         for setting, by_group in gains(model, views, args.settings).items():
             row = "  ".join(f"{g} {v:+.2f}" for g, v in by_group.items())
