@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "CurveNet's guess (estimated); on held-out camera-realistic "
                              "photos only hybrid and srgb never lose to the photo on any kind "
                              "of camera (docs/results.md)")  # fmt: skip
+    reconstruct.add_argument("--highlights", action="store_true",
+                             help="raise each clipped region by the brightness a small model "
+                             "predicts it lost: on validation photos a gain for roll-off and "
+                             "other cameras, a loss for sRGB ones (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
@@ -224,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="shipped name, .safetensors or run folder, optionally ending "
                           "in @hybrid (sRGB, CurveNet's guess near white: the default), "
                           "@srgb (the photo's curve taken as sRGB), @edges (measured from "
-                          "its colour edges) or @estimated (CurveNet's guess); repeat to "
+                          "its colour edges) or @estimated (CurveNet's guess), then "
+                          "optionally @highlights (with --highlights); repeat to "
                           "compare (default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "expandnet", "true-curve",
@@ -279,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 preview=args.preview,
                 max_pixels=args.max_pixels,
                 curve=args.curve,
+                highlights=args.highlights,
                 overwrite=args.force,
                 key=args.key,
                 max_boost=args.max_boost,

@@ -343,6 +343,7 @@ def reconstruct_files(
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
     curve: str = "hybrid",
+    highlights: bool = False,
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,
@@ -354,8 +355,8 @@ def reconstruct_files(
     made if they are new ones inside existing writable folders). Progress goes to stderr on a
     terminal (never when ``quiet``): photos done, and the stage of the current one (read,
     curve, networks, merge, write).
-    ``curve``: see :func:`hdrsyn.reconstruction.reconstruct`. ``.exr`` outputs are half floats
-    unless ``half`` is False (:func:`hdrsyn.io.write_hdr`).
+    ``curve`` and ``highlights``: see :func:`hdrsyn.reconstruction.reconstruct`. ``.exr``
+    outputs are half floats unless ``half`` is False (:func:`hdrsyn.io.write_hdr`).
     Every output is checked before any work. A photo that cannot be read does not stop the
     others: the run ends with an error naming every photo that failed.
 
@@ -416,7 +417,7 @@ def reconstruct_files(
                 raise
             failed.append(str(error))
             continue
-        result = reconstruct(image, network, evs=evs, curve=curve,
+        result = reconstruct(image, network, evs=evs, curve=curve, highlights=highlights,
                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS, stage=stage)  # fmt: skip
         stage("write")
         write_hdr(hdr, result.radiance, overwrite=overwrite, half=half, max_boost=max_boost)

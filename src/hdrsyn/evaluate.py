@@ -88,11 +88,14 @@ def test_set(data, *, size: int = 256, views: int = 24, seed: int = 0, photo_for
     return BracketedStackDataset(paths[0], size=size)
 
 
-def _model_label(spec: str) -> tuple[str, str, str]:
+def _model_label(spec: str) -> tuple[str, str, str, bool]:
     """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@hybrid`` (the
     default: sRGB with CurveNet's estimate near white), ``@srgb`` (the photo's curve taken as
     sRGB), ``@edges`` (measured from its colour edges) or ``@estimated`` (CurveNet's
-    estimate) → (label, model, curve)."""
+    estimate), then optionally ``@highlights`` (``reconstruct``'s ``highlights=True``)
+    → (label, model, curve, highlights)."""
+    highlights = spec.endswith("@highlights")
+    spec = spec.removesuffix("@highlights")
     curve = CURVES[0]
     for choice in CURVES:
         if spec.endswith("@" + choice):
@@ -101,9 +104,10 @@ def _model_label(spec: str) -> tuple[str, str, str]:
         label, model = spec.split("=", 1)
         if not label or not model:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
-        return label, model, curve
+        return label, model, curve, highlights
     label = Path(spec).stem if spec.endswith(".safetensors") else spec
-    return label + ("" if curve == CURVES[0] else "@" + curve), spec, curve
+    label += ("" if curve == CURVES[0] else "@" + curve) + ("@highlights" if highlights else "")
+    return label, spec, curve, highlights
 
 
 def evaluate(
@@ -129,10 +133,11 @@ def evaluate(
     if (output / "report.md").exists() and not overwrite:
         raise HdrsynError(f"{output}: already holds a report (use --force to overwrite)")
     labelled = [_model_label(spec) for spec in models]
-    labels = [label for label, _, _ in labelled] + list(baselines)
+    labels = [label for label, *_ in labelled] + list(baselines)
     if len(set(labels)) != len(labels):
         raise HdrsynError(f"methods: names must differ, got {', '.join(labels)}")
-    loaded = {label: (load_model(model), curve) for label, model, curve in labelled}
+    loaded = {label: (load_model(model), curve, highlights)
+              for label, model, curve, highlights in labelled}
     dataset = test_set(data, size=size, views=views, seed=seed, photo_format=photo_format)
     (output / "images").mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
@@ -159,8 +164,9 @@ def evaluate(
             if isinstance(dataset, SyntheticStackDataset)
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
-        "models": ", ".join(f"{label} = {model} (curve: {curve})"
-                            for label, model, curve in labelled) or "none",  # fmt: skip
+        "models": ", ".join(f"{label} = {model} (curve: {curve}"
+                            f"{', highlight boost' if highlights else ''})"
+                            for label, model, curve, highlights in labelled) or "none",  # fmt: skip
         "baselines": ", ".join(baselines) or "none",
         "hdrsyn": __version__,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {seconds:.0f} s",
@@ -171,15 +177,16 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate_one(sample: dict, models: dict[str, tuple[nn.Module, str]], baselines):
+def _evaluate_one(sample: dict, models: dict[str, tuple[nn.Module, str, bool]], baselines):
     """Every method's radiance, aligned to the reference as the protocol says, and its scores."""
     photo = sample["input"].float()
     reference = sample["radiance"].float()[None]
     stack, evs = sample["stack"].float(), [float(ev) for ev in sample["evs"]]
     true_curve = sample["inverse_crf"].float()
     radiances, rows = {}, {}
-    for label, (model, curve) in models.items():
-        result = reconstruct(photo.permute(1, 2, 0).numpy(), model, curve=curve)
+    for label, (model, curve, highlights) in models.items():
+        result = reconstruct(photo.permute(1, 2, 0).numpy(), model, curve=curve,
+                             highlights=highlights)
         radiance = torch.from_numpy(result.radiance).permute(2, 0, 1)[None]
         generated = torch.from_numpy(result.stack).permute(0, 3, 1, 2)
         rows[label] = {}

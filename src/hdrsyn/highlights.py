@@ -1,0 +1,233 @@
+"""Clipped light's brightness: a boost per clipped region, predicted from what surrounds it.
+
+Where a photo clips, the stack generator and the merge give back a fraction of a stop; the
+truth is often several stops brighter, and how much varies with the region (a sun against a
+bright sky wall). Each connected region of clipped pixels (brightest channel at 255 on a
+copy of at most :data:`ANALYSIS_PIXELS`) is described by a few numbers (:data:`FEATURES`:
+its size and shape, how bright and how steep its surroundings are, how far the
+reconstruction already lifts it, how much of the photo clips). A small ensemble of
+perceptrons (:class:`BoostNet`, trained by ``scripts/highlight_regions.py`` on views of the
+training scenes only, to the best PU21-PSNR of each view) maps them to a boost (ln). The
+reconstruction is raised by κ (stored with the weights) times that over the region and the
+bright pixels around it (:func:`zones`), rising inwards by at most :data:`RATE` per pixel of
+the analysis copy (so that no boost makes a step where the photo has none: a sky blown
+smoothly stays smooth; a lamp's small disc gets less), softened (Gaussian σ = 1 pixel):
+luminance only, so hues stay the photo's.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor, nn
+
+from hdrsyn.io import read_weights
+from hdrsyn.tonemap import srgb_decode
+
+ANALYSIS_PIXELS = 256 * 256  # the regions are found and described on a copy of this size
+CLIPPED = 254.5 / 255  # a pixel whose brightest channel reaches this is clipped
+BRIGHT = 0.9  # a region's boost covers the pixels around it whose brightest channel reaches this
+RATE = 0.03  # the boost (ln) rises from a region's edge by at most this per analysis pixel
+RING, OUTER = 3, 10  # pixels (analysis copy) of the near and far rings around a region
+WEIGHTS_FILE = "tables/highlights.safetensors"
+REC709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
+FEATURES = (
+    "log area share",  # ln(region pixels / image pixels)
+    "log depth",  # ln(largest distance from the region's edge / image diagonal)
+    "near dark",  # 1 - mean brightest channel of the photo in the near ring
+    "near slope",  # mean |∇ ln L| of the linearised photo in the near ring
+    "white share",  # share of the region's pixels with all three channels clipped
+    "lift",  # how far the reconstruction lifts the region above the linearised photo (ln)
+    "log clipped share",  # ln(share of the image's pixels that clip)
+    "mean level",  # the photo's mean value
+    "near saturation",  # mean (max − min) / max of the photo's channels in the near ring
+    "compactness",  # ln(area / (π depth²)): 0 for a disc, larger for thin or ragged shapes
+    "height",  # the region's mean row / image height (0 at the top)
+    "at top",  # 1 if the region touches the top edge
+    "falloff",  # mean ln L of the linearised photo, near ring minus far ring
+    "bright share",  # share of the image's pixels with the brightest channel above 0.8
+    "far dark",  # 1 - mean brightest channel of the photo in the far ring
+)
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    return np.tensordot(REC709, image, axes=1)
+
+
+def _ring_means(values: list[np.ndarray], ring_labels: np.ndarray, index: np.ndarray,
+                fallback: list[np.ndarray]) -> list[np.ndarray]:  # fmt: skip
+    count = ndimage.sum_labels(np.ones_like(ring_labels, dtype=np.float64), ring_labels, index)
+    return [np.where(count > 0, ndimage.sum_labels(v, ring_labels, index) / np.maximum(count, 1),
+                     f) for v, f in zip(values, fallback, strict=True)]  # fmt: skip
+
+
+def clipped_regions(photo: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels (h, w) of the 8-connected regions of clipped pixels of a (3, h, w) photo in
+    [0, 1] (0 outside), and how many there are."""
+    clipped = photo.max(axis=0) >= CLIPPED
+    labels, count = ndimage.label(clipped, structure=np.ones((3, 3)))
+    return labels, count
+
+
+def region_features(photo: np.ndarray, radiance: np.ndarray,
+                    labels: np.ndarray, count: int) -> np.ndarray:  # fmt: skip
+    """(count, len(FEATURES)) float64: each clipped region of ``labels`` described (see
+    :data:`FEATURES`). ``photo`` (3, h, w) in [0, 1], ``radiance`` (3, h, w) its
+    reconstruction at the same size."""
+    height, width = labels.shape
+    if count == 0:
+        return np.zeros((0, len(FEATURES)))
+    index = np.arange(1, count + 1)
+    clipped = labels > 0
+    photo = photo.astype(np.float64)
+    brightest, darkest = photo.max(axis=0), photo.min(axis=0)
+    depth = ndimage.distance_transform_edt(clipped)
+    outside, (rows, cols) = ndimage.distance_transform_edt(~clipped, return_indices=True)
+    nearest = labels[rows, cols]
+    near = np.where((outside > 0) & (outside <= RING), nearest, 0)
+    far = np.where((outside > RING) & (outside <= OUTER), nearest, 0)
+    log_linear = np.log(np.maximum(_luminance(srgb_decode(torch.from_numpy(photo)).numpy()),
+                                   1e-6))  # fmt: skip
+    slope = np.hypot(*np.gradient(log_linear))
+    saturation = (brightest - darkest) / np.maximum(brightest, 1e-3)
+    near_level, near_slope, near_saturation, near_log = _ring_means(
+        [brightest, slope, saturation, log_linear], near, index,
+        [np.ones(count), np.zeros(count), np.zeros(count), np.zeros(count)])  # fmt: skip
+    far_level, far_log = _ring_means([brightest, log_linear], far, index, [near_level, near_log])
+    area = ndimage.sum_labels(np.ones_like(depth), labels, index)
+    deepest = ndimage.maximum(depth, labels, index)
+    lift_map = np.log(np.maximum(_luminance(radiance.astype(np.float64)), 1e-12)) - log_linear
+    well = (photo > 0.05).all(axis=0) & (photo < 0.95).all(axis=0)
+    reference = np.median(lift_map[well]) if well.sum() >= 100 else np.median(lift_map)
+    row = np.broadcast_to(np.arange(height)[:, None] / height, labels.shape)
+    columns = [
+        np.log(area / (height * width)),
+        np.log(deepest / np.hypot(height, width)),
+        1 - near_level,
+        near_slope,
+        ndimage.mean(darkest >= CLIPPED, labels, index),
+        ndimage.mean(lift_map, labels, index) - reference,
+        np.full(count, np.log(clipped.mean())),
+        np.full(count, photo.mean()),
+        near_saturation,
+        np.log(area / (np.pi * deepest**2)),
+        ndimage.mean(row, labels, index),
+        (ndimage.minimum(row, labels, index) == 0).astype(np.float64),
+        near_log - far_log,
+        np.full(count, (brightest > 0.8).mean()),
+        1 - far_level,
+    ]
+    return np.stack(columns, axis=1)
+
+
+class BoostNet(nn.Module):
+    """An ensemble of ``members`` perceptrons (two hidden layers) from standardised region
+    features to a region's boost (ln); the ensemble's mean."""
+
+    def __init__(self, members: int = 5, hidden: int = 32, inputs: int = len(FEATURES)):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(inputs))
+        self.register_buffer("scale", torch.ones(inputs))
+        shapes = [(inputs, hidden), (hidden, hidden), (hidden, 1)]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(members, i, o) / i**0.5) for i, o in shapes)  # fmt: skip
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(members, 1, o)) for _, o in shapes)
+
+    def members(self, features: Tensor) -> Tensor:
+        """(members, N): each member's prediction for (N, inputs) features, or for its own
+        (members, N, inputs)."""
+        x = ((features - self.mean) / self.scale).expand(len(self.weights[0]), -1, -1)
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(bias, x, weight)
+            if layer < len(self.weights) - 1:
+                x = nn.functional.silu(x)
+        return x[..., 0]
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.members(features).mean(dim=0)
+
+
+_SHIPPED: tuple[BoostNet, float] | None = None
+
+
+def load_boost(path: str | Path | None = None) -> tuple[BoostNet, float]:
+    """The boost network and its strength κ, from ``path`` or the package's own table."""
+    global _SHIPPED
+    if path is None and _SHIPPED is not None:
+        return _SHIPPED
+    file = Path(path) if path else Path(str(resources.files("hdrsyn") / WEIGHTS_FILE))
+    state, metadata = read_weights(file)
+    config = json.loads(metadata["config"])
+    net = BoostNet(config["members"], config["hidden"]).double()
+    net.load_state_dict({k: v.double() for k, v in state.items()})
+    loaded = (net.eval(), float(config["kappa"]))
+    if path is None:
+        _SHIPPED = loaded
+    return loaded
+
+
+def _analysis_copy(image: Tensor) -> np.ndarray:
+    """(3, H, W) → (3, h, w) float64 of at most ANALYSIS_PIXELS (area averages)."""
+    height, width = image.shape[1:]
+    scale = min(1.0, (ANALYSIS_PIXELS / (height * width)) ** 0.5)
+    planes = image.detach().float().cpu().numpy()
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        planes = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes])
+    return planes.astype(np.float64)
+
+
+def zones(photo: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each region's boost goes: the pixels of a (3, h, w) photo whose brightest channel
+    is at least 0.9 within :data:`OUTER` pixels of a clipped region, labelled by the nearest
+    (h, w); and each pixel's distance from the nearest pixel outside every zone (h, w), which
+    limits the boost (:data:`RATE`): it rises from where the photo's light starts to near
+    white, or from the zone's outer edge, so JPEG noise and blocking in a blown region (no
+    holes: they stay above 0.9) do not break it."""
+    bright = photo.max(axis=0) >= BRIGHT
+    outside, (rows, cols) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    zone = np.where(bright & (outside <= OUTER), labels[rows, cols], 0)
+    return zone, ndimage.distance_transform_edt(zone > 0)
+
+
+def painted(boosts: np.ndarray, zone: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """The boost map (h, w): each zone's boost from ``boosts`` (one per region), no larger
+    than :data:`RATE` times ``depth`` (0 outside the zones)."""
+    return np.minimum(np.concatenate([[0.0], boosts])[zone], RATE * depth)
+
+
+def boost_map(photo: np.ndarray, radiance: np.ndarray, net: BoostNet,
+              kappa: float) -> np.ndarray:  # fmt: skip
+    """The ln boost (h, w) at the analysis copy's size: κ × each region's predicted boost
+    (never below 0), painted over its zone (:func:`zones`, :func:`painted`) and softened
+    (Gaussian σ = 1 pixel)."""
+    labels, count = clipped_regions(photo)
+    if count == 0:
+        return np.zeros(labels.shape)
+    with torch.no_grad():
+        predicted = net(torch.from_numpy(region_features(photo, radiance, labels, count))).numpy()
+    boost = painted(kappa * np.maximum(predicted, 0), *zones(photo, labels))
+    return ndimage.gaussian_filter(boost, 1.0)
+
+
+def raise_highlights(radiance: Tensor, photo: Tensor, net: BoostNet | None = None,
+                     kappa: float | None = None) -> Tensor:  # fmt: skip
+    """Raise the clipped regions of ``radiance`` (1, 3, H, W), the reconstruction of ``photo``
+    (1, 3, H, W) in [0, 1], in place by the predicted boost (module doc); returns it."""
+    if net is None:
+        net, shipped_kappa = load_boost()
+        kappa = shipped_kappa if kappa is None else kappa
+    photo_small, radiance_small = _analysis_copy(photo[0]), _analysis_copy(radiance[0])
+    boost = boost_map(photo_small, radiance_small, net, kappa)
+    if not boost.any():
+        return radiance
+    height, width = photo.shape[2:]
+    full = cv2.resize(np.exp(boost).astype(np.float32), (width, height),
+                      interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    return radiance.mul_(torch.from_numpy(full).to(radiance))
