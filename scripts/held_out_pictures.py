@@ -1,8 +1,8 @@
 """Before/after pictures of held-out scenes for docs/results.md: photos of a blown window, the
 sun and lamps by an sRGB camera and a roll-off (filmic) camera, each a phone-like JPEG from the
-camera-realistic capture; then the linearised photo, hdrsyn (default curve), ExpandNet and the
-true radiance, tone-mapped alike, and the same 3 and 6 stops darker (what each holds above the
-photo's white).
+camera-realistic capture; then the linearised photo, hdrsyn (default), hdrsyn with
+``--highlights`` (the clipped-region boost), ExpandNet and the true radiance, tone-mapped
+alike, and the same 3 and 6 stops darker (what each holds above the photo's white).
 
     python scripts/held_out_pictures.py [--model small] [-o docs/images/held_out.png]
 """
@@ -45,10 +45,12 @@ def row(view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndarray, dict
     photo = CAPTURE.photograph(radiance, curve, np.random.default_rng(0))
     reference = torch.from_numpy(radiance).permute(2, 0, 1)[None]
     photo_t = torch.from_numpy(photo).permute(2, 0, 1)[None]
-    ours = torch.from_numpy(reconstruct(photo, model).radiance).permute(2, 0, 1)[None]
+    ours, raised = (torch.from_numpy(reconstruct(photo, model, highlights=h).radiance)
+                    .permute(2, 0, 1)[None] for h in (False, True))  # fmt: skip
     methods = {
         "linearised": BASELINES["linearised"](photo_t[0])[None],
         "hdrsyn": ours,
+        "--highlights": raised,
         "ExpandNet": BASELINES["expandnet"](photo_t[0])[None],
     }
     aligned = {k: protocol_align(v, reference, photo_t) for k, v in methods.items()}
@@ -66,7 +68,7 @@ def row(view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndarray, dict
             darker = srgb_encode((radiance_map * 2.0**-stops).clamp(0, 1))
             tiles.append(darker[0].permute(1, 2, 0).numpy())
             labels.append(f"{name}, -{stops} stops")
-    rows = [contact_sheet(tiles[i : i + 5], labels[i : i + 5], 128) for i in (0, 5, 10)]
+    rows = [contact_sheet(tiles[i : i + 6], labels[i : i + 6], 128) for i in (0, 6, 12)]
     return stack_rows(rows, gap=2), scores
 
 
