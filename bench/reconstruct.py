@@ -4,9 +4,10 @@
     python bench/reconstruct.py --presets small --sizes 1
 
 Input: the bundled example photo resized to 1 MP (1152 × 864) and 12 MP (4000 × 3000) and
-rounded to 8 bits, as a JPEG or PNG photo is. `small` takes the curve as sRGB (what JPEGs and
-arrays get), `small-edges` measures it from the colour edges first, `small-highlights` adds
-the clipped-region boost (`--highlights`; `--presets small small-highlights` to compare).
+rounded to 8 bits, as a JPEG or PNG photo is. `small` takes the curve as sRGB (`curve="srgb"`;
+the default is "hybrid"), `small-edges` measures it from the colour edges first,
+`small-highlights` adds the clipped-region boost (`--highlights`; `--presets small
+small-highlights` to compare).
 The `paper` preset runs with random weights (none are shipped): its time is what matters. Each
 case runs in a fresh child process (so its peak memory is its own); the reference in every run
 is OpenCV's Debevec calibration and merge (`CalibrateDebevec` + `MergeDebevec`) of a 7-image

@@ -111,6 +111,16 @@ def test_negative_predictions_never_darken():
     assert torch.equal(radiance, before)
 
 
+def test_a_file_that_is_not_a_boost_table_is_refused_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from hdrsyn import HdrsynError
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(HdrsynError, match="other.safetensors: not a highlight-boost table"):
+        load_boost(tmp_path / "other.safetensors")
+
+
 def test_shipped_boost_loads_every_tensor_and_is_deterministic():
     net, kappa = load_boost()
     assert 0 < kappa <= 2

@@ -27,6 +27,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
+from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_weights
 from hdrsyn.tonemap import srgb_decode
 
@@ -163,9 +164,12 @@ def load_boost(path: str | Path | None = None) -> tuple[BoostNet, float]:
         return _SHIPPED
     file = Path(path) if path else Path(str(resources.files("hdrsyn") / WEIGHTS_FILE))
     state, metadata = read_weights(file)
-    config = json.loads(metadata["config"])
-    net = BoostNet(config["members"], config["hidden"]).double()
-    net.load_state_dict({k: v.double() for k, v in state.items()})
+    try:
+        config = json.loads(metadata["config"])
+        net = BoostNet(config["members"], config["hidden"]).double()
+        net.load_state_dict({k: v.double() for k, v in state.items()})
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise HdrsynError(f"{file}: not a highlight-boost table ({error!r})") from None
     loaded = (net.eval(), float(config["kappa"]))
     if path is None:
         _SHIPPED = loaded
