@@ -46,6 +46,13 @@ curve near white as a feature (sRGB photos read 0.01, roll-off 0.66, medians); s
 the ensemble's spread (which removes the gain first); gradient-boosted trees instead of the
 perceptrons (validation R² 0.34 against 0.86 on training: the regions' boosts are poorly
 predicted from these features).
+
+Also tried (2026-12-07), not shipped by the rule: letting the boost jump where the photo has
+an edge of its own (the rate limit counted only from places where the linearised photo's ln
+luminance steps by less than 0.5 across the zone's edge; at full size the boost gated by the
+brightest channel over 0.8 … 0.9 so that the upsampled jump makes no halo). It passes the same
+tests; validation all +2.08 / +2.20 at its κ 0.8 against +2.13 / +2.19 (sRGB +0.68 / +0.94),
+so the simpler painting stays; held-out (reported only) +1.18 / +1.22.
 """
 
 from __future__ import annotations
