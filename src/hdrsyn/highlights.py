@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_weights
-from hdrsyn.tonemap import srgb_decode
+from hdrsyn.metrics import alignment_mask
+from hdrsyn.tonemap import REC709_LUMA, srgb_decode
 
 ANALYSIS_PIXELS = 256 * 256  # the regions are found and described on a copy of this size
 CLIPPED = 254.5 / 255  # a pixel whose brightest channel reaches this is clipped
@@ -37,7 +38,6 @@ BRIGHT = 0.9  # a region's boost covers the pixels around it whose brightest cha
 RATE = 0.03  # the boost (ln) rises from a region's edge by at most this per analysis pixel
 RING, OUTER = 3, 10  # pixels (analysis copy) of the near and far rings around a region
 WEIGHTS_FILE = "tables/highlights.safetensors"
-REC709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
 FEATURES = (
     "log area share",  # ln(region pixels / image pixels)
     "log depth",  # ln(largest distance from the region's edge / image diagonal)
@@ -58,7 +58,7 @@ FEATURES = (
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
-    return np.tensordot(REC709, image, axes=1)
+    return np.tensordot(np.asarray(REC709_LUMA), image, axes=1)
 
 
 def _ring_means(values: list[np.ndarray], ring_labels: np.ndarray, index: np.ndarray,
@@ -104,8 +104,7 @@ def region_features(photo: np.ndarray, radiance: np.ndarray,
     area = ndimage.sum_labels(np.ones_like(depth), labels, index)
     deepest = ndimage.maximum(depth, labels, index)
     lift_map = np.log(np.maximum(_luminance(radiance.astype(np.float64)), 1e-12)) - log_linear
-    well = (photo > 0.05).all(axis=0) & (photo < 0.95).all(axis=0)
-    reference = np.median(lift_map[well]) if well.sum() >= 100 else np.median(lift_map)
+    reference = np.median(lift_map[alignment_mask(torch.from_numpy(photo)[None])[0, 0].numpy()])
     row = np.broadcast_to(np.arange(height)[:, None] / height, labels.shape)
     columns = [
         np.log(area / (height * width)),
