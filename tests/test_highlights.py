@@ -12,8 +12,10 @@ from hdrsyn.highlights import (
     BoostNet,
     clipped_regions,
     load_boost,
+    painted,
     raise_highlights,
     region_features,
+    zones,
 )
 from hdrsyn.tonemap import srgb_decode
 
@@ -101,6 +103,32 @@ def test_raise_highlights_lifts_clipped_regions_only_and_keeps_hues(size):
     assert (ratio[0].numpy() <= limit * (1 + 1e-5)).all()
     far = ndimage.distance_transform_edt(photo[0].amax(dim=0).numpy() < 0.9) > 6 * scale
     assert torch.equal(radiance[0][:, far], before[0][:, far])  # far from the light: untouched
+
+
+def test_painting_is_the_largest_map_under_the_boosts_that_changes_by_rate_per_pixel():
+    """A blown block clipped in two pieces (a column just below white between them) that get
+    boosts 0.3 and 0.05: the painted map is the largest one no larger than each piece's boost,
+    0 outside the zone, changing by at most RATE per pixel (brute force in NumPy: the
+    smallest boost-plus-distance cone over every pixel), so the pieces meet without a seam."""
+    photo = np.full((3, 60, 90), 0.5)
+    photo[:, 8:52, 8:82] = 0.95  # the zone: bright, joined by the gap
+    photo[:, 10:50, 10:44] = 1.0
+    photo[:, 10:50, 47:80] = 1.0
+    labels, count = clipped_regions(photo)
+    assert count == 2
+    boosts = np.where(np.arange(1, 3) == labels[30, 20], 0.3, 0.05)
+    zone, depth = zones(photo, labels)
+    field = painted(boosts, zone, depth)
+    cap = np.concatenate([[0.0], boosts])[zone].ravel()
+    points = np.argwhere(np.ones(zone.shape)).astype(np.float64)
+    expected = np.concatenate([
+        (cap[None, :] + RATE * np.hypot(*(chunk[:, None, :] - points[None]).transpose(2, 0, 1))
+         ).min(axis=1) for chunk in np.array_split(points, 27)]).reshape(zone.shape)  # fmt: skip
+    # the brute force takes cones from pixel centres; the painting from the zone's edge (EDT)
+    np.testing.assert_allclose(field, expected, atol=RATE * 1e-9 + 1e-12)
+    assert np.abs(np.diff(field, axis=1)).max() <= RATE * (1 + 1e-9)
+    assert field[30, 20] == pytest.approx(0.3)  # deep in the brighter piece: its whole boost
+    assert field[30, 60] == pytest.approx(0.05)
 
 
 def test_negative_predictions_never_darken():

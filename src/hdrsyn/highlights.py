@@ -9,10 +9,11 @@ reconstruction already lifts it, how much of the photo clips). A small ensemble 
 perceptrons (:class:`BoostNet`, trained by ``scripts/highlight_regions.py`` on views of the
 training scenes only, to the best PU21-PSNR of each view) maps them to a boost (ln). The
 reconstruction is raised by κ (stored with the weights) times that over the region and the
-bright pixels around it (:func:`zones`), rising inwards by at most :data:`RATE` per pixel of
-the analysis copy (so that no boost makes a step where the photo has none: a sky blown
-smoothly stays smooth; a lamp's small disc gets less), softened (Gaussian σ = 1 pixel):
-luminance only, so hues stay the photo's.
+bright pixels around it (:func:`zones`), changing by at most :data:`RATE` per pixel of the
+analysis copy, from the zone's edge inwards and from one region's boost to its neighbour's (so
+that no boost makes a step where the photo has none: a sky blown smoothly stays smooth, a
+blown window clipped in pieces has no seams; a lamp's small disc gets less), softened
+(Gaussian σ = 1 pixel): luminance only, so hues stay the photo's.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hdrsyn.tonemap import REC709_LUMA, srgb_decode
 ANALYSIS_PIXELS = 256 * 256  # the regions are found and described on a copy of this size
 CLIPPED = 254.5 / 255  # a pixel whose brightest channel reaches this is clipped
 BRIGHT = 0.9  # a region's boost covers the pixels around it whose brightest channel reaches this
-RATE = 0.03  # the boost (ln) rises from a region's edge by at most this per analysis pixel
+RATE = 0.03  # the boost (ln) changes by at most this per analysis pixel
 RING, OUTER = 3, 10  # pixels (analysis copy) of the near and far rings around a region
 WEIGHTS_FILE = "tables/highlights.safetensors"
 FEATURES = (
@@ -200,9 +201,21 @@ def zones(photo: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def painted(boosts: np.ndarray, zone: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """The boost map (h, w): each zone's boost from ``boosts`` (one per region), no larger
-    than :data:`RATE` times ``depth`` (0 outside the zones)."""
-    return np.minimum(np.concatenate([[0.0], boosts])[zone], RATE * depth)
+    """The boost map (h, w): the largest map that is no larger than each zone's boost from
+    ``boosts`` (one per region), 0 outside the zones, and changes by at most :data:`RATE` per
+    pixel: it rises from the zones' edge (``depth``) and passes from one region's boost to a
+    neighbour's smaller one without a step."""
+    field = np.minimum(np.concatenate([[0.0], boosts])[zone], RATE * depth)
+    top, (height, width) = field.max(), zone.shape
+    for label, box in enumerate(ndimage.find_objects(zone, max_label=len(boosts)), start=1):
+        if box is None or boosts[label - 1] >= top:
+            continue
+        reach = int(np.ceil((top - boosts[label - 1]) / RATE))  # beyond it the cone is above
+        crop = tuple(slice(max(0, s.start - reach), min(n, s.stop + reach))
+                     for s, n in zip(box, (height, width), strict=True))  # fmt: skip
+        cone = boosts[label - 1] + RATE * ndimage.distance_transform_edt(zone[crop] != label)
+        np.minimum(field[crop], cone, out=field[crop])
+    return field
 
 
 def boost_map(photo: np.ndarray, radiance: np.ndarray, net: BoostNet,
