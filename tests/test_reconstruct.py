@@ -93,7 +93,7 @@ def test_reconstruct_cli_highlights_raises_only_the_blown_window(tmp_path, capsy
     from scipy import ndimage
 
     far = ndimage.distance_transform_edt(photo.max(axis=2) < 0.9) > 8  # beyond the softening
-    np.testing.assert_allclose(after[far], before[far], rtol=1e-5)  # (its Gaussian's tail)
+    np.testing.assert_allclose(after[far], before[far], rtol=1e-4)  # (its Gaussian's tail)
 
 
 def test_reconstruct_makes_a_new_stack_folder(tmp_path, capsys):
@@ -351,7 +351,8 @@ def test_a_blown_jpeg_gradient_stays_smooth_without_new_hue_edges(model, monkeyp
     # prediction (the shipped one predicts little for this flat white), is what is checked
     from test_highlights import _constant_net
 
-    monkeypatch.setattr(highlights, "_SHIPPED", (_constant_net(1.0), 1.0))
+    shipped = highlights.load_boost()
+    monkeypatch.setattr(highlights, "_SHIPPED", shipped._replace(net=_constant_net(1.0), kappa=1.0))
     results = [reconstruct(photo, model, highlights=h).radiance for h in (False, True)]
     assert (results[1] > results[0] * 1.05).mean() > 0.3  # the boost raised the clipped half
     for radiance in results:

@@ -7,13 +7,19 @@ copy of at most :data:`ANALYSIS_PIXELS`) is described by a few numbers (:data:`F
 its size and shape, how bright and how steep its surroundings are, how far the
 reconstruction already lifts it, how much of the photo clips). A small ensemble of
 perceptrons (:class:`BoostNet`, trained by ``scripts/highlight_regions.py`` on views of the
-training scenes only, to the best PU21-PSNR of each view) maps them to a boost (ln). The
-reconstruction is raised by κ (stored with the weights) times that over the region and the
-bright pixels around it (:func:`zones`), changing by at most :data:`RATE` per pixel of the
-analysis copy, from the zone's edge inwards and from one region's boost to its neighbour's (so
-that no boost makes a step where the photo has none: a sky blown smoothly stays smooth, a
-blown window clipped in pieces has no seams; a lamp's small disc gets less), softened
-(Gaussian σ = 1 pixel): luminance only, so hues stay the photo's.
+training scenes only, to the best PU21-PSNR of each view, each member on its own half of the
+scenes) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
+that a region unlike the training's gets less (:func:`predicted`). The reconstruction is
+raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
+the caution and the steepness below are stored with the weights. From the zone's edge
+inwards the boost may rise by :data:`RATE` per pixel of the analysis copy or, where that is
+faster, by as much per pixel as the light rose towards the region in the photo times the
+steepness (:func:`region_rates`, :func:`rise`): a lamp against a dark wall or a window in its frame
+takes its boost within a few pixels, a sky blown smoothly rises gently and gets no contour, no
+boost makes a step where the photo has none. It passes from one region's boost to a
+neighbour's by at most :data:`RATE` per pixel, so a blown window clipped in pieces has no
+seams (:func:`painted`); softened (Gaussian σ = 1 pixel); luminance only, so hues stay the
+photo's.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 from torch import Tensor, nn
 
 from hdrsyn.errors import HdrsynError
@@ -36,7 +44,8 @@ from hdrsyn.tonemap import REC709_LUMA, srgb_decode
 ANALYSIS_PIXELS = 256 * 256  # the regions are found and described on a copy of this size
 CLIPPED = 254.5 / 255  # a pixel whose brightest channel reaches this is clipped
 BRIGHT = 0.9  # a region's boost covers the pixels around it whose brightest channel reaches this
-RATE = 0.03  # the boost (ln) changes by at most this per analysis pixel
+RATE = 0.03  # the boost (ln) may always change by this much per analysis pixel, and no more
+# between regions or where the light crept up to white
 RING, OUTER = 3, 10  # pixels (analysis copy) of the near and far rings around a region
 WEIGHTS_FILE = "tables/highlights.safetensors"
 FEATURES = (
@@ -154,11 +163,23 @@ class BoostNet(nn.Module):
         return self.members(features).mean(dim=0)
 
 
-_SHIPPED: tuple[BoostNet, float] | None = None
+class Boost(NamedTuple):
+    """A region model and how it is used: ``kappa`` scales its predictions, ``caution`` how
+    many of its members' standard deviations are taken off their mean (:func:`predicted`),
+    ``steepness`` how fast the boost may rise (:func:`region_rates`)."""
+
+    net: BoostNet
+    kappa: float
+    steepness: float
+    caution: float = 0.0
 
 
-def load_boost(path: str | Path | None = None) -> tuple[BoostNet, float]:
-    """The boost network and its strength κ, from ``path`` or the package's own table."""
+_SHIPPED: Boost | None = None
+
+
+def load_boost(path: str | Path | None = None) -> Boost:
+    """The boost network, its strength κ, steepness and caution, from ``path`` or the
+    package's own table."""
     global _SHIPPED
     if path is None and _SHIPPED is not None:
         return _SHIPPED
@@ -168,9 +189,10 @@ def load_boost(path: str | Path | None = None) -> tuple[BoostNet, float]:
         config = json.loads(metadata["config"])
         net = BoostNet(config["members"], config["hidden"]).double()
         net.load_state_dict({k: v.double() for k, v in state.items()})
+        loaded = Boost(net.eval(), float(config["kappa"]), float(config["steepness"]),
+                       float(config["caution"]))
     except (KeyError, ValueError, RuntimeError) as error:
         raise HdrsynError(f"{file}: not a highlight-boost table ({error!r})") from None
-    loaded = (net.eval(), float(config["kappa"]))
     if path is None:
         _SHIPPED = loaded
     return loaded
@@ -187,25 +209,69 @@ def _analysis_copy(image: Tensor) -> np.ndarray:
     return planes.astype(np.float64)
 
 
-def zones(photo: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each region's boost goes: the pixels of a (3, h, w) photo whose brightest channel
-    is at least 0.9 within :data:`OUTER` pixels of a clipped region, labelled by the nearest
-    (h, w); and each pixel's distance from the nearest pixel outside every zone (h, w), which
-    limits the boost (:data:`RATE`): it rises from where the photo's light starts to near
-    white, or from the zone's outer edge, so JPEG noise and blocking in a blown region (no
+def zones(photo: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Where each region's boost goes (h, w): the pixels of a (3, h, w) photo whose brightest
+    channel is at least 0.9 within :data:`OUTER` pixels of a clipped region, labelled by the
+    nearest (0 elsewhere). The boost rises from the zone's edge (:func:`rise`), where the
+    photo's light starts to near white, so JPEG noise and blocking in a blown region (no
     holes: they stay above 0.9) do not break it."""
     bright = photo.max(axis=0) >= BRIGHT
     outside, (rows, cols) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    zone = np.where(bright & (outside <= OUTER), labels[rows, cols], 0)
-    return zone, ndimage.distance_transform_edt(zone > 0)
+    return np.where(bright & (outside <= OUTER), labels[rows, cols], 0)
 
 
-def painted(boosts: np.ndarray, zone: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """The boost map (h, w): the largest map that is no larger than each zone's boost from
-    ``boosts`` (one per region), 0 outside the zones, and changes by at most :data:`RATE` per
-    pixel: it rises from the zones' edge (``depth``) and passes from one region's boost to a
-    neighbour's smaller one without a step."""
-    field = np.minimum(np.concatenate([[0.0], boosts])[zone], RATE * depth)
+def region_rates(features: np.ndarray, steepness: float) -> np.ndarray:
+    """How fast (ln per analysis pixel) each region's boost may rise: ``steepness`` times how
+    steeply the photo's light rose towards the region (its ``near slope``), and at least
+    :data:`RATE`. A lamp in the dark or a window in its frame may take its boost within a
+    few pixels; a sky blown smoothly rises no faster than :data:`RATE`."""
+    return np.maximum(RATE, steepness * features[:, FEATURES.index("near slope")])
+
+
+_STEPS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, 2**0.5), (1, -1, 2**0.5))  # 8 neighbours, halved
+
+
+def rise(zone: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """How high the boost may have risen at each pixel (h, w): the cost of the cheapest
+    8-connected path to it from a pixel outside the zones (``zone`` as :func:`zones`), a step
+    costing its length times the mean rate of its two pixels (a zone pixel its region's rate
+    from ``rates``, one per region; a pixel outside :data:`RATE`). 0 outside the zones;
+    changes by no more than the rates allow, also where two regions of different rates meet."""
+    inside = zone > 0
+    nodes = ndimage.binary_dilation(inside, np.ones((3, 3), bool))
+    number = np.full(zone.shape, -1)
+    number[nodes] = np.arange(int(nodes.sum()))
+    rate = np.concatenate([[RATE], rates])[zone]
+    height, width = zone.shape
+    heads, tails, costs = [], [], []
+    for down, right, length in _STEPS:
+        a = (slice(0, height - down), slice(max(0, -right), width - max(0, right)))
+        b = (slice(down, height), slice(max(0, right), width - max(0, -right)))
+        step = nodes[a] & nodes[b] & (inside[a] | inside[b])
+        heads.append(number[a][step])
+        tails.append(number[b][step])
+        costs.append((rate[a][step] + rate[b][step]) / 2 * length)
+    count = int(nodes.sum())
+    graph = sparse.coo_matrix((np.concatenate(costs), (np.concatenate(heads),
+                                                        np.concatenate(tails))),
+                              shape=(count, count)).tocsr()  # fmt: skip
+    risen = np.zeros(zone.shape)
+    sources = number[nodes & ~inside]
+    if len(sources) == 0:  # the zone fills the picture: nothing limits the boost
+        risen[inside] = np.inf
+        return risen
+    risen[nodes] = csgraph.dijkstra(graph, directed=False, indices=sources, min_only=True)
+    risen[~inside] = 0
+    return risen
+
+
+def painted(boosts: np.ndarray, zone: np.ndarray, risen: np.ndarray) -> np.ndarray:
+    """The boost map (h, w): each zone pixel at its region's boost from ``boosts`` (one per
+    region), 0 outside the zones, no higher than the boost may have risen there (``risen``,
+    :func:`rise`), and passing from one region's boost to a neighbour's smaller one by at most
+    :data:`RATE` per pixel (the largest such map), so that the pieces of one blown area meet
+    without a seam."""
+    field = np.minimum(np.concatenate([[0.0], boosts])[zone], risen)
     top, (height, width) = field.max(), zone.shape
     for label, box in enumerate(ndimage.find_objects(zone, max_label=len(boosts)), start=1):
         if box is None or boosts[label - 1] >= top:
@@ -218,29 +284,37 @@ def painted(boosts: np.ndarray, zone: np.ndarray, depth: np.ndarray) -> np.ndarr
     return field
 
 
-def boost_map(photo: np.ndarray, radiance: np.ndarray, net: BoostNet,
-              kappa: float) -> np.ndarray:  # fmt: skip
-    """The ln boost (h, w) at the analysis copy's size: κ × each region's predicted boost
-    (never below 0), painted over its zone (:func:`zones`, :func:`painted`) and softened
-    (Gaussian σ = 1 pixel)."""
+def predicted(boost: Boost, features: np.ndarray) -> np.ndarray:
+    """Each region's boost (ln, never below 0) for (N, len(FEATURES)) ``features``: κ × (the
+    members' mean − caution × their standard deviation). The members were trained on
+    different halves of the training scenes, so they disagree where a region is unlike those
+    of the scenes each saw: there the boost shrinks, and a wrong guess costs less."""
+    with torch.no_grad():
+        members = boost.net.members(torch.from_numpy(features)).numpy()
+    spread = members.std(axis=0, ddof=1) if len(members) > 1 else 0.0
+    guess = members.mean(axis=0) - boost.caution * spread
+    return boost.kappa * np.maximum(guess, 0)
+
+
+def boost_map(photo: np.ndarray, radiance: np.ndarray, boost: Boost) -> np.ndarray:
+    """The ln boost (h, w) at the analysis copy's size: each region's boost
+    (:func:`predicted`), painted over its zone (:func:`zones`, :func:`rise`,
+    :func:`painted`) and softened (Gaussian σ = 1 pixel)."""
     labels, count = clipped_regions(photo)
     if count == 0:
         return np.zeros(labels.shape)
-    with torch.no_grad():
-        predicted = net(torch.from_numpy(region_features(photo, radiance, labels, count))).numpy()
-    boost = painted(kappa * np.maximum(predicted, 0), *zones(photo, labels))
-    return ndimage.gaussian_filter(boost, 1.0)
+    features = region_features(photo, radiance, labels, count)
+    zone = zones(photo, labels)
+    risen = rise(zone, region_rates(features, boost.steepness))
+    return ndimage.gaussian_filter(painted(predicted(boost, features), zone, risen), 1.0)
 
 
-def raise_highlights(radiance: Tensor, photo: Tensor, net: BoostNet | None = None,
-                     kappa: float | None = None) -> Tensor:  # fmt: skip
+def raise_highlights(radiance: Tensor, photo: Tensor, boost: Boost | None = None) -> Tensor:
     """Raise the clipped regions of ``radiance`` (1, 3, H, W), the reconstruction of ``photo``
-    (1, 3, H, W) in [0, 1], in place by the predicted boost (module doc); returns it."""
-    if net is None:
-        net, shipped_kappa = load_boost()
-        kappa = shipped_kappa if kappa is None else kappa
+    (1, 3, H, W) in [0, 1], in place by the predicted boost (module doc; ``boost``: the
+    package's own by default); returns it."""
     photo_small, radiance_small = _analysis_copy(photo[0]), _analysis_copy(radiance[0])
-    boost = boost_map(photo_small, radiance_small, net, kappa)
+    boost = boost_map(photo_small, radiance_small, boost or load_boost())
     if not boost.any():
         return radiance
     height, width = photo.shape[2:]
