@@ -239,8 +239,8 @@ def reconstruct(
             their own.
         highlights: raise each clipped region of the result by the boost the shipped region
             model predicts for it (:mod:`hdrsyn.highlights`; off by default: on validation
-            views it gains on average for every kind of camera but sRGB ones, where it loses,
-            docs/results.md).
+            views it gains on average for every kind of camera but sRGB PNGs, where it loses;
+            on the held-out views it gains for every kind, docs/results.md).
         stage: called with ``"curve"``, ``"networks"`` and ``"merge"`` as each begins (a
             progress display's hook).
 
