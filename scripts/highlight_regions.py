@@ -75,7 +75,8 @@ of regions that hold a light source. Tried, on the same views, without a fix for
 target of the region's mean ln excess (capped as PU21 caps it) or its best boost instead of
 the PSNR objective; weighting the training's sRGB views 3× or 6×; a penalty on views that
 lose; CurveNet's reading of the curve near white as a feature (sRGB photos read 0.01,
-roll-off 0.66, medians); shrinking by the ensemble's spread (which removes the gain first);
+roll-off 0.66, medians); shrinking by the ensemble's spread (at steepness 0 it removed the
+gain first; at steepness 4 it is the caution, which bounds the losses, not the sRGB loss);
 gradient-boosted trees instead of the perceptrons (validation R² 0.34 against 0.86 on
 training: the regions' boosts are poorly predicted from these features). Also tried, not
 shipped by the rule: letting the boost jump where the photo has an edge of its own (at

@@ -8,15 +8,15 @@ its size and shape, how bright and how steep its surroundings are, how far the
 reconstruction already lifts it, how much of the photo clips). A small ensemble of
 perceptrons (:class:`BoostNet`, trained by ``scripts/highlight_regions.py`` on views of the
 training scenes only, to the best PU21-PSNR of each view, each member on its own half of the
-scenes) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
-that a region unlike the training's gets less (:func:`predicted`). The reconstruction is
+views) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
+that a region unlike most of the training's gets less (:func:`predicted`). The reconstruction is
 raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
 the caution and the steepness below are stored with the weights. From the zone's edge
 inwards the boost may rise by :data:`RATE` per pixel of the analysis copy or, where that is
 faster, by as much per pixel as the light rose towards the region in the photo times the
-steepness (:func:`region_rates`, :func:`rise`): a lamp against a dark wall or a window in its frame
-takes its boost within a few pixels, a sky blown smoothly rises gently and gets no contour, no
-boost makes a step where the photo has none. It passes from one region's boost to a
+steepness (:func:`region_rates`, :func:`rise`): a lamp against a dark wall or a window in its
+frame takes its boost within a few pixels, a sky blown smoothly rises gently and gets no
+contour, no boost makes a step where the photo has none. It passes from one region's boost to a
 neighbour's by at most :data:`RATE` per pixel, so a blown window clipped in pieces has no
 seams (:func:`painted`); softened (Gaussian σ = 1 pixel); luminance only, so hues stay the
 photo's.
@@ -239,8 +239,9 @@ def rise(zone: np.ndarray, rates: np.ndarray) -> np.ndarray:
     changes by no more than the rates allow, also where two regions of different rates meet."""
     inside = zone > 0
     nodes = ndimage.binary_dilation(inside, np.ones((3, 3), bool))
+    count = int(nodes.sum())
     number = np.full(zone.shape, -1)
-    number[nodes] = np.arange(int(nodes.sum()))
+    number[nodes] = np.arange(count)
     rate = np.concatenate([[RATE], rates])[zone]
     height, width = zone.shape
     heads, tails, costs = [], [], []
@@ -251,7 +252,6 @@ def rise(zone: np.ndarray, rates: np.ndarray) -> np.ndarray:
         heads.append(number[a][step])
         tails.append(number[b][step])
         costs.append((rate[a][step] + rate[b][step]) / 2 * length)
-    count = int(nodes.sum())
     graph = sparse.coo_matrix((np.concatenate(costs), (np.concatenate(heads),
                                                         np.concatenate(tails))),
                               shape=(count, count)).tocsr()  # fmt: skip
@@ -287,8 +287,8 @@ def painted(boosts: np.ndarray, zone: np.ndarray, risen: np.ndarray) -> np.ndarr
 def predicted(boost: Boost, features: np.ndarray) -> np.ndarray:
     """Each region's boost (ln, never below 0) for (N, len(FEATURES)) ``features``: κ × (the
     members' mean − caution × their standard deviation). The members were trained on
-    different halves of the training scenes, so they disagree where a region is unlike those
-    of the scenes each saw: there the boost shrinks, and a wrong guess costs less."""
+    different halves of the training views, so they disagree where few training regions were
+    like this one: there the boost shrinks, and a wrong guess costs less."""
     with torch.no_grad():
         members = boost.net.members(torch.from_numpy(features)).numpy()
     spread = members.std(axis=0, ddof=1) if len(members) > 1 else 0.0
