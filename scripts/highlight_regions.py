@@ -1,6 +1,6 @@
 """Train the clipped-region boost (issue 22) and choose how it is used.
 
-    python scripts/highlight_regions.py [--train 400] [--cache runs/highlights] [--test]
+    python scripts/highlight_regions.py [--train 1200] [--cache runs/highlights] [--test]
 
 Views: camera-realistic photos of the *training* scenes (data.HELD_OUT excluded): for
 fitting, ``--train`` views per format (PNG and JPEG) with the training curve family; for
@@ -17,16 +17,44 @@ measure, so that a boost that costs a nearly right view a lot counts for what it
 may rise where the photo's light rose steeply, :func:`hdrsyn.highlights.region_rates`; the
 fit is redone for each): the largest mean gain over all validation views (PNG and JPEG)
 among the settings under which at most 2 % of them lose more than 1 dB to the boost
-(:data:`LOSS`, :data:`LOSS_SHARE`): a boost that ruins one photo in twenty is not one a user
-can leave on. The boost is opt-in (``reconstruct(highlights=True)``, ``hdrsyn reconstruct
---highlights``): the sRGB-camera validation PNGs lose with it. ``--test`` adds the held-out
-scenes' 48 views of ``hdrsyn evaluate`` (reported; never chosen by). Writes the table to
-``--out`` (the package's ``tables/highlights.safetensors`` by default). 28 minutes on 2 CPU
-cores for the four steepnesses, the views cached (``--cache``; about 10 more to make them).
+(:data:`LOSS`, :data:`LOSS_SHARE`; a boost that ruins one photo in twenty is not one a user
+can leave on) and no curve group of either format gains less than without it (the rule the
+default curve was chosen by). The boost is opt-in (``reconstruct(highlights=True)``,
+``hdrsyn reconstruct --highlights``). ``--test`` adds the held-out scenes' 48 views of
+``hdrsyn evaluate`` (reported; never chosen by). Writes the table to ``--out`` (the package's
+``tables/highlights.safetensors`` by default). 41 minutes on 2 CPU cores for one steepness
+(``--steepness 4``) with 1200 views per format, the views cached (``--cache``; about 25 more
+to make them; views of the same seed and index are the same whatever ``--train``).
 
-Measured 2026-12-07 (the shipped table: steepness 4, κ 1.2, caution 1; gain in PU21-PSNR
-over the linearised photo by group sRGB / roll-off / other / all, and the share of views that
-lose over 1 dB to the boost; κ 0 is reconstruct without it; each steepness's own fit):
+Measured 2026-12-07, the shipped table: 1200 training views per format, steepness 4 (the
+choice among 0, 1, 2, 4 with 400 views, below), κ 1, caution 0.5 (``--train 1200
+--steepness 4 --test``; the group condition was added after this run had printed its table,
+and picks κ 1, caution 0.5 from it). Gain over the linearised photo by group sRGB /
+roll-off / other / all; the share of the validation views that lose over 1 dB to the boost:
+
+    validation png         κ 0     +0.87 +2.59 +1.41 +1.76    jpeg  +0.98 +2.68 +1.49 +1.86
+      κ 1, c 0.5 (shipped)         +1.01 +3.57 +2.03 +2.45          +1.23 +3.62 +2.04 +2.51  1.6 %
+      κ 1.2, c 0.5                 +0.85 +3.64 +2.03 +2.45          +1.22 +3.70 +2.08 +2.55  1.6 %
+      κ 0.8, c 0                   +0.55 +3.73 +2.19 +2.51          +1.00 +3.85 +2.21 +2.64  3.6 %
+    held-out png           κ 0     +0.90 +0.90 +1.01 +0.94    jpeg  +0.93 +0.95 +0.92 +0.93
+      κ 1, c 0.5 (shipped)         +2.19 +2.06 +1.57 +1.89          +1.72 +2.11 +1.88 +1.97
+      κ 1.2, c 0.5                 +2.34 +2.12 +1.62 +1.96          +1.83 +2.11 +1.94 +2.01
+
+All validation views: +2.476 (shipped), +2.499 for κ 1.2 c 0.5 (the best under the loss rule
+alone, but sRGB PNGs +0.85 against +0.87 without the boost). With 400 views per format
+(the table before, κ 1.2, caution 1, validation +2.277) sRGB PNGs lost 0.33 dB; no setting
+at steepness 4 kept every group, and the best that did (steepness 2, κ 0.8, caution 1) scored
++2.138. The members' disagreement falls with more views, so less of the boost goes to the
+caution. How much the views matter, fitted as :func:`fit` does but scored
+through the error tables (steepness 4, two seeds): 200 views per format +0.30 / +0.32 dB over
+no boost on validation under the loss rule, 400 +0.66 / +0.64. The held-out views
+(reported): paired against no boost +0.95 / +1.04 dB (400 views: +1.11 / +0.55), higher on
+26 / 29 of 48, lower on 5 / 2; the worst, a PNG of the sunrise's clipped glow (the "other"
+group, 8 % of the view, members 1.74 ± 1.49 ln), −5.07 dB, where the table before (caution 1)
+left it at 0.
+
+The 400-view tables (2026-12-07, 28 minutes for the four steepnesses; κ 1.2, caution 1
+chosen by the loss rule alone; each steepness's own fit):
 
     validation png         κ 0     +0.87 +2.59 +1.41 +1.76    jpeg  +0.98 +2.68 +1.49 +1.86
       steepness 4, κ 1.2, c 1      +0.54 +3.37 +1.73 +2.16          +1.40 +3.47 +1.88 +2.40  1.0 %
@@ -274,7 +302,7 @@ def summary(gain: np.ndarray, groups: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=400, help="views per format")
+    parser.add_argument("--train", type=int, default=1200, help="views per format")
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--cache", type=Path, default=Path("runs/highlights"))
@@ -304,10 +332,13 @@ def main() -> None:
             mean = float(np.mean(np.concatenate([table[f][i] for f in formats])))
             losses = [table[f][i] - table[f][0] < -LOSS for f in formats]
             share = float(np.mean(np.concatenate(losses)))
+            groups_hold = all(table[f][i][validation[f]["group"] == g].mean() >=
+                              table[f][0][validation[f]["group"] == g].mean()
+                              for f in formats for g in GROUPS[:-1])  # fmt: skip
             print(f"validation all views, steepness {steepness} κ {kappa:.1f} caution "
-                  f"{caution:.2f}: mean {mean:+.4f}, {share:.1%} lose over {LOSS} dB",
-                  flush=True)  # fmt: skip
-            if share <= LOSS_SHARE and mean > score:
+                  f"{caution:.2f}: mean {mean:+.4f}, {share:.1%} lose over {LOSS} dB, "
+                  f"{'no' if groups_hold else 'a'} group loses", flush=True)  # fmt: skip
+            if share <= LOSS_SHARE and groups_hold and mean > score:
                 best, score = Boost(net, kappa, steepness, caution), mean
     net, kappa, steepness, caution = best
     print(f"chosen steepness {steepness}, κ {kappa}, caution {caution}", flush=True)

@@ -133,9 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "of camera (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--highlights", action="store_true",
                              help="raise each clipped region by the brightness a small model "
-                             "predicts it lost: on held-out photos a gain for every kind of "
-                             "camera, on validation photos a loss for sRGB PNGs "
-                             "(docs/results.md)")  # fmt: skip
+                             "predicts it lost: a gain on average for every kind of camera, "
+                             "validation and held-out photos (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip

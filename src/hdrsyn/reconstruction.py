@@ -238,9 +238,9 @@ def reconstruct(
             held-out photos in docs/results.md. Models without a curve estimator always use
             their own.
         highlights: raise each clipped region of the result by the boost the shipped region
-            model predicts for it (:mod:`hdrsyn.highlights`; off by default: on validation
-            views it gains on average for every kind of camera but sRGB PNGs, where it loses;
-            on the held-out views it gains for every kind, docs/results.md).
+            model predicts for it (:mod:`hdrsyn.highlights`; off by default, although on
+            validation and held-out views it gains on average for every kind of camera;
+            a few views lose, one held-out PNG 5 dB: docs/results.md).
         stage: called with ``"curve"``, ``"networks"`` and ``"merge"`` as each begins (a
             progress display's hook).
 
