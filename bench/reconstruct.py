@@ -5,9 +5,9 @@
 
 Input: the bundled example photo resized to 1 MP (1152 × 864) and 12 MP (4000 × 3000) and
 rounded to 8 bits, as a JPEG or PNG photo is. `small` takes the curve as sRGB (`curve="srgb"`;
-the default is "hybrid"), `small-edges` measures it from the colour edges first,
-`small-highlights` adds the clipped-region boost (`--highlights`; `--presets small
-small-highlights` to compare).
+the default is "hybrid") and raises clipped regions (the default highlight boost),
+`small-edges` measures the curve from the colour edges first, `small-no-highlights` leaves the
+boost out (`--no-highlights`; `--presets small small-no-highlights` to compare).
 The `paper` preset runs with random weights (none are shipped): its time is what matters. Each
 case runs in a fresh child process (so its peak memory is its own); the reference in every run
 is OpenCV's Debevec calibration and merge (`CalibrateDebevec` + `MergeDebevec`) of a 7-image
@@ -59,10 +59,10 @@ def child(preset: str, megapixels: int) -> None:
         merge_exposures(stack, np.arange(-3.0, 4.0))
     else:
         torch.manual_seed(0)
-        name = preset.removesuffix("-edges").removesuffix("-highlights")
+        name = preset.removesuffix("-edges").removesuffix("-no-highlights")
         model = load_model("small") if name == "small" else HDRSynthesizer(PRESETS[name]).eval()
-        # -highlights: with the region boost (revisions from 2026-12-07 on)
-        options = {"highlights": True} if preset.endswith("-highlights") else {}
+        # -no-highlights: without the region boost (the default raises clipped regions)
+        options = {"highlights": False} if preset.endswith("-no-highlights") else {}
         start = time.perf_counter()
         reconstruct(photo, model, curve="edges" if preset.endswith("-edges") else "srgb",
                     **options)  # fmt: skip

@@ -6,14 +6,14 @@ On the validation views of scripts/highlight_regions.py (camera-realistic photos
 *training* scenes, 96 per format; ``--test`` adds the held-out scenes' 48 views of ``hdrsyn
 evaluate``), from its cache, the PU21-PSNR gain over the linearised photo by curve group of:
 
-* ``default``: ``reconstruct`` as shipped;
-* ``highlights``: with ``--highlights`` (the shipped boost table);
+* ``no boost``: ``reconstruct --no-highlights`` (the default before 2026-12-07);
+* ``boost``: with the shipped boost table (``reconstruct``'s default);
 * ``best boosts``: each clipped region raised by the boost of highlight_regions.GRID that suits
   it best, painted as the shipped table paints (its steepness; no softening): what a perfect
   region predictor would give with the painting as it is;
 * ``true zones``: the truth in every clipped region's zone (:func:`hdrsyn.highlights.zones`),
   the reconstruction elsewhere: what a perfect clipped-light model would give;
-* ``best curve``: ``highlights``, with every pixel that does not clip replaced by the mean (in
+* ``best curve``: ``boost``, with every pixel that does not clip replaced by the mean (in
   ln) of the truth over the pixels of the same view at the same level of the same channel:
   the best curve one could read from the photo, per view and channel;
 * ``both``: ``true zones`` and ``best curve`` together.
@@ -23,15 +23,15 @@ holds the error back. Measured 2026-12-07 (`--test`, under 3 min on 2 CPU cores 
 cached), gain by group sRGB / roll-off / other / all:
 
                   validation PNG            validation JPEG
-    default       +0.87 +2.59 +1.41 +1.76    +0.98 +2.68 +1.49 +1.86
-    highlights    +1.01 +3.57 +2.03 +2.45    +1.23 +3.62 +2.04 +2.51
+    no boost      +0.87 +2.59 +1.41 +1.76    +0.98 +2.68 +1.49 +1.86
+    boost         +1.01 +3.57 +2.03 +2.45    +1.23 +3.62 +2.04 +2.51
     best boosts   +2.60 +4.99 +3.46 +3.90    +2.86 +5.30 +3.74 +4.19
     true zones    +12.38 +9.60 +11.08 +10.73 +12.22 +9.81 +10.69 +10.60
     best curve    +1.88 +6.20 +4.89 +4.91    +2.14 +6.57 +4.86 +5.07
     both          +12.97 +16.14 +18.74 +16.86 +12.33 +16.06 +16.74 +15.80
                   held-out PNG              held-out JPEG
-    default       +0.90 +0.90 +1.01 +0.94    +0.93 +0.95 +0.92 +0.93
-    highlights    +2.19 +2.06 +1.57 +1.89    +1.72 +2.11 +1.88 +1.97
+    no boost      +0.90 +0.90 +1.01 +0.94    +0.93 +0.95 +0.92 +0.93
+    boost         +2.19 +2.06 +1.57 +1.89    +1.72 +2.11 +1.88 +1.97
     best boosts   +3.62 +2.73 +3.31 +3.06    +4.01 +3.02 +3.19 +3.21
     true zones    +8.04 +3.88 +6.59 +5.42    +8.81 +4.39 +5.55 +5.38
     best curve    +2.77 +5.66 +5.42 +5.21    +2.45 +5.79 +5.85 +5.40
@@ -40,7 +40,7 @@ cached), gain by group sRGB / roll-off / other / all:
 What it says. Issue 22's goal, +3 dB over the linearised photo on all views, is what the
 painting as it stands would reach with each region's best boost (+3.06 / +3.21 held-out), and
 what the best curve would reach with the boost as it stands (+5.21 / +5.40). The region
-predictor delivers a third of the best boosts' gain over the default on validation (+0.69 /
+predictor delivers a third of the best boosts' gain over no boost on validation (+0.69 /
 +0.65 of +2.14 / +2.33) and half on the held-out views (+0.95 / +1.04 of +2.12 / +2.28): the
 caution shrinks the boost of regions the members disagree on, most of them large. The curve
 read near white leaves +2.5 … +3.4 dB, most of it on the roll-off and other cameras. Both are
@@ -66,7 +66,7 @@ from hdrsyn.baselines import linearised
 from hdrsyn.highlights import CLIPPED, clipped_regions, load_boost, raise_highlights, zones
 from hdrsyn.metrics import hdr_psnr, pu21_peak
 
-ROWS = ("default", "highlights", "best boosts", "true zones", "best curve", "both")
+ROWS = ("no boost", "boost", "best boosts", "true zones", "best curve", "both")
 
 
 def best_curve(photo: np.ndarray, truth: np.ndarray, radiance: np.ndarray) -> np.ndarray:

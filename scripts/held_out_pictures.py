@@ -1,7 +1,7 @@
 """Before/after pictures of held-out scenes for docs/results.md: photos of a blown window, the
 sun and lamps by an sRGB camera and a roll-off (filmic) camera, each a phone-like JPEG from the
-camera-realistic capture; then the linearised photo, hdrsyn (default), hdrsyn with
-``--highlights`` (the clipped-region boost), ExpandNet and the true radiance, tone-mapped
+camera-realistic capture; then the linearised photo, hdrsyn ``--no-highlights`` (without the
+clipped-region boost), hdrsyn (default, with it), ExpandNet and the true radiance, tone-mapped
 alike, and the same 3 and 6 stops darker (what each holds above the photo's white).
 
     python scripts/held_out_pictures.py [--model small] [-o docs/images/held_out.png]
@@ -49,8 +49,8 @@ def row(view: np.ndarray, curve: ResponseCurve, model) -> tuple[np.ndarray, dict
                     .permute(2, 0, 1)[None] for h in (False, True))  # fmt: skip
     methods = {
         "linearised": BASELINES["linearised"](photo_t[0])[None],
-        "hdrsyn": ours,
-        "--highlights": raised,
+        "--no-highlights": ours,
+        "hdrsyn": raised,
         "ExpandNet": BASELINES["expandnet"](photo_t[0])[None],
     }
     aligned = {k: protocol_align(v, reference, photo_t) for k, v in methods.items()}

@@ -19,8 +19,9 @@ fit is redone for each): the largest mean gain over all validation views (PNG an
 among the settings under which at most 2 % of them lose more than 1 dB to the boost
 (:data:`LOSS`, :data:`LOSS_SHARE`; a boost that ruins one photo in twenty is not one a user
 can leave on) and no curve group of either format gains less than without it (the rule the
-default curve was chosen by). The boost is opt-in (``reconstruct(highlights=True)``,
-``hdrsyn reconstruct --highlights``). ``--test`` adds the held-out scenes' 48 views of
+default curve was chosen by). The boost is on by default since that rule held (2026-12-07;
+``reconstruct(highlights=False)``, ``hdrsyn reconstruct --no-highlights`` leave it out).
+``--test`` adds the held-out scenes' 48 views of
 ``hdrsyn evaluate`` (reported; never chosen by). Writes the table to ``--out`` (the package's
 ``tables/highlights.safetensors`` by default). 41 minutes on 2 CPU cores for one steepness
 (``--steepness 4``) with 1200 views per format, the views cached (``--cache``; about 25 more

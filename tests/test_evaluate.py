@@ -179,17 +179,19 @@ def test_report_has_a_paired_table_against_the_first_method():
 def test_model_specs_name_the_model_the_curve_and_the_highlight_boost():
     from hdrsyn.evaluate import _model_label
 
-    assert _model_label("ours=runs/a") == ("ours", "runs/a", "hybrid", False)
-    assert _model_label("small@srgb") == ("small@srgb", "small", "srgb", False)
-    assert _model_label("ours=runs/a@estimated") == ("ours", "runs/a", "estimated", False)
-    assert _model_label("ours=runs/a@srgb") == ("ours", "runs/a", "srgb", False)
-    assert _model_label("small@estimated") == ("small@estimated", "small", "estimated", False)
-    assert _model_label("small@edges") == ("small@edges", "small", "edges", False)
-    assert _model_label("small@highlights") == ("small@highlights", "small", "hybrid", True)
-    assert _model_label("small@srgb@highlights") == ("small@srgb@highlights", "small", "srgb",
-                                                     True)  # fmt: skip
-    assert _model_label("ours=runs/a@highlights") == ("ours", "runs/a", "hybrid", True)
-    assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "hybrid", False)
+    assert _model_label("ours=runs/a") == ("ours", "runs/a", "hybrid", True)
+    assert _model_label("small@srgb") == ("small@srgb", "small", "srgb", True)
+    assert _model_label("ours=runs/a@estimated") == ("ours", "runs/a", "estimated", True)
+    assert _model_label("ours=runs/a@srgb") == ("ours", "runs/a", "srgb", True)
+    assert _model_label("small@estimated") == ("small@estimated", "small", "estimated", True)
+    assert _model_label("small@edges") == ("small@edges", "small", "edges", True)
+    assert _model_label("small@no-highlights") == ("small@no-highlights", "small", "hybrid",
+                                                   False)  # fmt: skip
+    assert _model_label("small@srgb@no-highlights") == ("small@srgb@no-highlights", "small",
+                                                        "srgb", False)  # fmt: skip
+    assert _model_label("ours=runs/a@no-highlights") == ("ours", "runs/a", "hybrid", False)
+    assert _model_label("small@highlights") == ("small", "small", "hybrid", True)  # the default
+    assert _model_label("w/model.safetensors") == ("model", "w/model.safetensors", "hybrid", True)
     with pytest.raises(HdrsynError, match="NAME=PATH"):
         _model_label("=x@srgb")
 

@@ -77,14 +77,16 @@ def test_reconstruct_cli(tmp_path, capsys):
 
 
 def test_reconstruct_cli_highlights_raises_only_the_blown_window(tmp_path, capsys):
-    """``--highlights`` on the bundled photo (a blown window): the shipped region model's boost
-    makes the window brighter and leaves every pixel below level 0.9 as it was."""
-    plain, raised = tmp_path / "plain.exr", tmp_path / "raised.exr"
-    for out, extra in ((plain, []), (raised, ["--highlights"])):
+    """The default highlight boost on the bundled photo (a blown window) against
+    ``--no-highlights``: the shipped region model's boost makes the window brighter and leaves
+    every pixel below level 0.9 as it was; ``--highlights`` is the default."""
+    plain, raised, default = tmp_path / "plain.exr", tmp_path / "raised.exr", tmp_path / "d.exr"
+    for out, extra in ((plain, ["--no-highlights"]), (raised, ["--highlights"]), (default, [])):
         code = main(["reconstruct", str(PHOTO), "-o", str(out), "--max-pixels", "20000",
                      "--float32", *extra])  # fmt: skip
         assert code == 0, capsys.readouterr().err
     before, after = read_hdr(plain), read_hdr(raised)
+    np.testing.assert_array_equal(read_hdr(default), after)
     photo = read_ldr(PHOTO)
     clipped = photo.max(axis=2) >= 254.5 / 255
     assert clipped.mean() > 0.02

@@ -131,10 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "CurveNet's guess (estimated); on held-out camera-realistic "
                              "photos only hybrid and srgb never lose to the photo on any kind "
                              "of camera (docs/results.md)")  # fmt: skip
-    reconstruct.add_argument("--highlights", action="store_true",
+    reconstruct.add_argument("--highlights", action=argparse.BooleanOptionalAction,
+                             default=True,
                              help="raise each clipped region by the brightness a small model "
-                             "predicts it lost: a gain on average for every kind of camera, "
-                             "validation and held-out photos (docs/results.md)")  # fmt: skip
+                             "predicts it lost (default; --no-highlights leaves clipped "
+                             "regions a fraction of a stop above white): a gain on average "
+                             "for every kind of camera on validation and held-out photos, "
+                             "though a few lose (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
@@ -229,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "in @hybrid (sRGB, CurveNet's guess near white: the default), "
                           "@srgb (the photo's curve taken as sRGB), @edges (measured from "
                           "its colour edges) or @estimated (CurveNet's guess), then "
-                          "optionally @highlights (with --highlights); repeat to "
+                          "optionally @no-highlights (with --no-highlights); repeat to "
                           "compare (default: small)")  # fmt: skip
     evaluate.add_argument("--baselines", nargs="*", metavar="NAME",
                           default=["linearised", "akyuz", "huo", "expandnet", "true-curve",

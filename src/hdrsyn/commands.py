@@ -343,7 +343,7 @@ def reconstruct_files(
     preview: str | os.PathLike | None = None,
     max_pixels: int | None = None,
     curve: str = "hybrid",
-    highlights: bool = False,
+    highlights: bool = True,
     overwrite: bool = False,
     key: float = 0.18,
     max_boost: float = MAX_BOOST,

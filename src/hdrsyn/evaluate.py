@@ -92,10 +92,10 @@ def _model_label(spec: str) -> tuple[str, str, str, bool]:
     """``NAME=PATH``, ``PATH`` or a shipped name, each optionally ending in ``@hybrid`` (the
     default: sRGB with CurveNet's estimate near white), ``@srgb`` (the photo's curve taken as
     sRGB), ``@edges`` (measured from its colour edges) or ``@estimated`` (CurveNet's
-    estimate), then optionally ``@highlights`` (``reconstruct``'s ``highlights=True``)
-    → (label, model, curve, highlights)."""
-    highlights = spec.endswith("@highlights")
-    spec = spec.removesuffix("@highlights")
+    estimate), then optionally ``@no-highlights`` (``reconstruct``'s ``highlights=False``;
+    ``@highlights``, the default, is accepted too) → (label, model, curve, highlights)."""
+    highlights = not spec.endswith("@no-highlights")
+    spec = spec.removesuffix("@no-highlights").removesuffix("@highlights")
     curve = CURVES[0]
     for choice in CURVES:
         if spec.endswith("@" + choice):
@@ -106,7 +106,7 @@ def _model_label(spec: str) -> tuple[str, str, str, bool]:
             raise HdrsynError(f"--model {spec!r}: use NAME=PATH or PATH")
         return label, model, curve, highlights
     label = Path(spec).stem if spec.endswith(".safetensors") else spec
-    label += ("" if curve == CURVES[0] else "@" + curve) + ("@highlights" if highlights else "")
+    label += ("" if curve == CURVES[0] else "@" + curve) + ("" if highlights else "@no-highlights")
     return label, spec, curve, highlights
 
 
@@ -165,7 +165,7 @@ def evaluate(
             else f", bracketed scenes{f' resized to {size}²' if size else ''}"
         ),
         "models": ", ".join(f"{label} = {model} (curve: {curve}"
-                            f"{', highlight boost' if highlights else ''})"
+                            f", {'' if highlights else 'no '}highlight boost)"
                             for label, model, curve, highlights in labelled) or "none",  # fmt: skip
         "baselines": ", ".join(baselines) or "none",
         "hdrsyn": __version__,

@@ -6,8 +6,9 @@ upsampled and added to the prior of the full-resolution photo. The global tone (
 networks decide) comes from the reduced copy; the local detail of the result is the photo's
 own, at full resolution, with no tiles and so no seams. The merge then runs at full resolution;
 near clipping each channel is handed over smoothly from the photo to the generated exposures
-(:func:`_hand_over`), so that blown highlights stay smooth. On request, each clipped region
-is then raised by the brightness a small model predicts it lost (:mod:`hdrsyn.highlights`).
+(:func:`_hand_over`), so that blown highlights stay smooth. Each clipped region is then raised
+by the brightness a small model predicts it lost (:mod:`hdrsyn.highlights`; ``highlights=False``
+leaves it out).
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def reconstruct(
     evs: Sequence[float] = DEFAULT_EVS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     curve: str = "hybrid",
-    highlights: bool = False,
+    highlights: bool = True,
     stage: Callable[[str], None] | None = None,
 ) -> Reconstruction:
     """Turn one LDR photo into an HDR radiance map (the paper's pipeline).
@@ -238,9 +239,11 @@ def reconstruct(
             held-out photos in docs/results.md. Models without a curve estimator always use
             their own.
         highlights: raise each clipped region of the result by the boost the shipped region
-            model predicts for it (:mod:`hdrsyn.highlights`; off by default, although on
-            validation and held-out views it gains on average for every kind of camera;
-            a few views lose, one held-out PNG 5 dB: docs/results.md).
+            model predicts for it (:mod:`hdrsyn.highlights`; on by default: on validation
+            and held-out views it gains on average for every kind of camera, though a few
+            views lose, one held-out PNG 5 dB: docs/results.md). ``False`` leaves clipped
+            regions where the stack and the merge put them (a fraction of a stop above
+            white).
         stage: called with ``"curve"``, ``"networks"`` and ``"merge"`` as each begins (a
             progress display's hook).
 
