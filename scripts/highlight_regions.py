@@ -25,7 +25,8 @@ default curve was chosen by). The boost is on by default since that rule held (2
 ``hdrsyn evaluate`` (reported; never chosen by). Writes the table to ``--out`` (the package's
 ``tables/highlights.safetensors`` by default). 41 minutes on 2 CPU cores for one steepness
 (``--steepness 4``) with 1200 views per format, the views cached (``--cache``; about 25 more
-to make them; views of the same seed and index are the same whatever ``--train``).
+to make them; views of the same seed and index are the same whatever ``--train``). The
+training regions' features and error tables are cached there too, per steepness.
 
 Measured 2026-12-07, the shipped table: 1200 training views per format, steepness 4 (the
 choice among 0, 1, 2, 4 with 400 views, below), κ 1, caution 0.5 (``--train 1200
@@ -238,6 +239,19 @@ def regions_of(data: dict, steepness: float) -> dict[str, np.ndarray]:
             for k, v in columns.items()}  # fmt: skip
 
 
+def cached_regions(model, which: str, photo_format: str, length: int, steepness: float,
+                   cache: Path) -> dict[str, np.ndarray]:  # fmt: skip
+    """:func:`regions_of` a view set of :func:`collected`, kept in ``cache`` (delete it when
+    the region features or tables change)."""
+    file = cache / f"regions-{which}-{photo_format}-{length}-steepness{steepness:g}.npz"
+    if not file.exists():
+        regions = regions_of(collected(model, which, photo_format, length, cache), steepness)
+        np.savez(file.with_suffix(".part.npz"), **regions)
+        file.with_suffix(".part.npz").rename(file)
+    data = np.load(file)
+    return {k: data[k] for k in data.files}
+
+
 def fit(sets: list[dict], members: int, hidden: int, steps: int = 2000,
         seed: int = 0) -> BoostNet:  # fmt: skip
     """The ensemble that maximises the mean PU21-PSNR of the views (each region's error
@@ -324,7 +338,7 @@ def main() -> None:
     settings = [(k, c) for k in KAPPAS for c in CAUTIONS]
     best, score = None, -np.inf
     for steepness in args.steepness:
-        train = [regions_of(collected(model, "train", f, args.train, args.cache), steepness)
+        train = [cached_regions(model, "train", f, args.train, steepness, args.cache)
                  for f in formats]  # fmt: skip
         print(f"steepness {steepness}: {sum(len(t['view']) for t in train)} training regions",
               flush=True)  # fmt: skip
