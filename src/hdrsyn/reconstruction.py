@@ -241,9 +241,9 @@ def reconstruct(
         highlights: raise each clipped region of the result by the boost the shipped region
             model predicts for it (:mod:`hdrsyn.highlights`; on by default: on validation
             and held-out views it gains on average for every kind of camera, though a few
-            views lose, one held-out PNG 5 dB: docs/results.md). ``False`` leaves clipped
-            regions where the stack and the merge put them (a fraction of a stop above
-            white).
+            views lose, 3 of 192 validation views over 1 dB: docs/results.md). ``False``
+            leaves clipped regions where the stack and the merge put them (a fraction of a
+            stop above white).
         stage: called with ``"curve"``, ``"networks"`` and ``"merge"`` as each begins (a
             progress display's hook).
 
