@@ -179,10 +179,22 @@ def views_of(which: str, photo_format: str, length: int):
     return held_out_views(photo_format)
 
 
+def kept(file: Path, make) -> dict[str, np.ndarray]:
+    """The arrays of ``file``, made by ``make()`` (a dict of arrays) and saved there first
+    (through a temporary file) if it does not exist."""
+    if not file.exists():
+        arrays = make()
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file.with_suffix(".part.npz"), **arrays)
+        file.with_suffix(".part.npz").rename(file)
+    data = np.load(file)
+    return {k: data[k] for k in data.files}
+
+
 def collected(model, which: str, photo_format: str, length: int, cache: Path) -> dict:
     """Photos, aligned reconstructions, truths and curve groups of a view set (cached)."""
-    file = cache / f"{which}-{photo_format}-{length}.npz"
-    if not file.exists():
+
+    def make() -> dict[str, np.ndarray]:
         columns: dict[str, list] = {"photo": [], "recon": [], "truth": [], "group": []}
         views = views_of(which, photo_format, length)
         for items, photos, estimate in batches(model, views):
@@ -193,11 +205,9 @@ def collected(model, which: str, photo_format: str, length: int, cache: Path) ->
                 columns["recon"].append(protocol_align(result[None], truth, photo[None])[0].numpy())
                 columns["truth"].append(truth[0].numpy())
                 columns["group"].append(item["curve_group"])
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(file.with_suffix(".part.npz"), **{k: np.stack(v) for k, v in columns.items()})
-        file.with_suffix(".part.npz").rename(file)
-    data = np.load(file)
-    return {k: data[k] for k in data.files}
+        return {k: np.stack(v) for k, v in columns.items()}
+
+    return kept(cache / f"{which}-{photo_format}-{length}.npz", make)
 
 
 GRID = np.linspace(0, 5, 26)  # ln boosts at which each region's error is tabulated
@@ -252,13 +262,9 @@ def cached_regions(model, which: str, photo_format: str, length: int, steepness:
                    cache: Path) -> dict[str, np.ndarray]:  # fmt: skip
     """:func:`regions_of` a view set of :func:`collected`, kept in ``cache`` (delete it when
     the region features or tables change)."""
-    file = cache / f"regions-{which}-{photo_format}-{length}-steepness{steepness:g}.npz"
-    if not file.exists():
-        regions = regions_of(collected(model, which, photo_format, length, cache), steepness)
-        np.savez(file.with_suffix(".part.npz"), **regions)
-        file.with_suffix(".part.npz").rename(file)
-    data = np.load(file)
-    return {k: data[k] for k in data.files}
+    return kept(cache / f"regions-{which}-{photo_format}-{length}-steepness{steepness:g}.npz",
+                lambda: regions_of(collected(model, which, photo_format, length, cache),
+                                   steepness))  # fmt: skip
 
 
 def fit(sets: list[dict], members: int, hidden: int, steps: int = 2000,
