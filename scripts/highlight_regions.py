@@ -9,7 +9,7 @@ and curves, seed 7). Each view is reconstructed as :func:`hdrsyn.reconstruct` do
 default (hybrid) curve and aligned to the truth by the protocol's scale; each clipped region
 gives :func:`hdrsyn.highlights.region_features` and a table of the view's PU21 error with
 the region raised by each boost of :data:`GRID`, painted as reconstruct paints it
-(:func:`region_errors`). The ensemble (:class:`~hdrsyn.highlights.BoostNet`) maximises the
+(:func:`region_errors`). The ensemble (:class:`~hdrsyn.ensemble.Ensemble`) maximises the
 mean PU21-PSNR of the training views through those tables (:func:`fit`): the evaluation's own
 measure, so that a boost that costs a nearly right view a lot counts for what it costs.
 κ, the caution (how many of the members' standard deviations are taken off their mean,
@@ -147,9 +147,10 @@ from tqdm import tqdm
 from hdrsyn import load_model
 from hdrsyn.baselines import linearised
 from hdrsyn.data import HELD_OUT, SyntheticStackDataset
+from hdrsyn.ensemble import Ensemble
 from hdrsyn.highlights import (
+    FEATURES,
     Boost,
-    BoostNet,
     clipped_regions,
     painted,
     raise_highlights,
@@ -268,7 +269,7 @@ def cached_regions(model, which: str, photo_format: str, length: int, steepness:
 
 
 def fit(sets: list[dict], members: int, hidden: int, steps: int = 2000,
-        seed: int = 0) -> BoostNet:  # fmt: skip
+        seed: int = 0) -> Ensemble:  # fmt: skip
     """The ensemble that maximises the mean PU21-PSNR of the views (each region's error
     interpolated in :data:`GRID`), each member on its own random half of the views: where
     they disagree, few training regions were like this one (the caution's measure)."""
@@ -284,7 +285,7 @@ def fit(sets: list[dict], members: int, hidden: int, steps: int = 2000,
     wholes, sizes = torch.cat(wholes), torch.cat(sizes)
     best = torch.from_numpy(GRID)[errors.argmin(dim=1)].float()
     chosen = torch.rand(members, len(wholes)) < 0.5
-    net = BoostNet(members, hidden)
+    net = Ensemble(members, hidden, len(FEATURES))
     net.mean.copy_(x.mean(dim=0))
     net.scale.copy_(x.std(dim=0) + 1e-6)
     optimiser = torch.optim.Adam(net.parameters(), 1e-2)

@@ -5,12 +5,12 @@ import pytest
 import torch
 from scipy import ndimage
 
+from hdrsyn.ensemble import Ensemble
 from hdrsyn.highlights import (
     ANALYSIS_PIXELS,
     FEATURES,
     RATE,
     Boost,
-    BoostNet,
     clipped_regions,
     load_boost,
     painted,
@@ -33,9 +33,9 @@ def _disc_photo(height: int = 64, width: int = 64, radius: float = 8.0) -> np.nd
     return photo
 
 
-def _constant_net(boost: float) -> BoostNet:
+def _constant_net(boost: float) -> Ensemble:
     """A one-member net that predicts ``boost`` for every region."""
-    net = BoostNet(members=1, hidden=4).double()
+    net = Ensemble(1, 4, len(FEATURES)).double()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.zero_()
@@ -202,7 +202,7 @@ def test_a_file_that_is_not_a_boost_table_is_refused_in_one_line(tmp_path):
 
 
 def test_caution_takes_the_members_spread_off_their_mean():
-    net = BoostNet(members=3, hidden=4).double()
+    net = Ensemble(3, 4, len(FEATURES)).double()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.zero_()

@@ -2,24 +2,23 @@
 
 Where a photo clips, the stack generator and the merge give back a fraction of a stop; the
 truth is often several stops brighter, and how much varies with the region (a sun against a
-bright sky wall). Each connected region of clipped pixels (brightest channel at 255 on a
-copy of at most :data:`ANALYSIS_PIXELS`) is described by a few numbers (:data:`FEATURES`:
-its size and shape, how bright and how steep its surroundings are, how far the
-reconstruction already lifts it, how much of the photo clips). A small ensemble of
-perceptrons (:class:`BoostNet`, trained by ``scripts/highlight_regions.py`` on views of the
-training scenes only, to the best PU21-PSNR of each view, each member on its own half of the
-views) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
-that a region unlike most of the training's gets less (:func:`predicted`). The reconstruction is
-raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
-the caution and the steepness below are stored with the weights. From the zone's edge
-inwards the boost may rise by :data:`RATE` per pixel of the analysis copy or, where that is
-faster, by as much per pixel as the light rose towards the region in the photo times the
-steepness (:func:`region_rates`, :func:`rise`): a lamp against a dark wall or a window in its
-frame takes its boost within a few pixels, a sky blown smoothly rises gently and gets no
-contour, no boost makes a step where the photo has none. It passes from one region's boost to a
-neighbour's by at most :data:`RATE` per pixel, so a blown window clipped in pieces has no
-seams (:func:`painted`); softened (Gaussian σ = 1 pixel); luminance only, so hues stay the
-photo's.
+bright sky wall). Each connected region of clipped pixels (brightest channel at 255 on a copy
+of at most :data:`ANALYSIS_PIXELS`) is described by a few numbers (:data:`FEATURES`: its size
+and shape, how bright and how steep its surroundings are, how far the reconstruction already
+lifts it, how much of the photo clips). A small ensemble of perceptrons
+(:class:`~hdrsyn.ensemble.Ensemble`, trained by ``scripts/highlight_regions.py`` on views of
+the training scenes only, to the best PU21-PSNR of each view, each member on its own half of
+the views) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
+that a region unlike most of the training's gets less (:func:`predicted`). The reconstruction
+is raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
+the caution and the steepness below are stored with the weights. From the zone's edge inwards
+the boost may rise by :data:`RATE` per pixel of the analysis copy or, where that is faster, by
+as much per pixel as the light rose towards the region in the photo times the steepness
+(:func:`region_rates`, :func:`rise`): a lamp against a dark wall or a window in its frame takes
+its boost within a few pixels, a sky blown smoothly rises gently and gets no contour, no boost
+makes a step where the photo has none. It passes from one region's boost to a neighbour's by at
+most :data:`RATE` per pixel, so a blown window clipped in pieces has no seams
+(:func:`painted`); softened (Gaussian σ = 1 pixel); luminance only, so hues stay the photo's.
 """
 
 from __future__ import annotations
@@ -34,8 +33,9 @@ import numpy as np
 import torch
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
-from torch import Tensor, nn
+from torch import Tensor
 
+from hdrsyn.ensemble import Ensemble
 from hdrsyn.errors import HdrsynError
 from hdrsyn.io import read_weights
 from hdrsyn.metrics import alignment_mask
@@ -136,39 +136,12 @@ def region_features(photo: np.ndarray, radiance: np.ndarray,
     return np.stack(columns, axis=1)
 
 
-class BoostNet(nn.Module):
-    """An ensemble of ``members`` perceptrons (two hidden layers) from standardised region
-    features to a region's boost (ln); the ensemble's mean."""
-
-    def __init__(self, members: int = 5, hidden: int = 32, inputs: int = len(FEATURES)):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(inputs))
-        self.register_buffer("scale", torch.ones(inputs))
-        shapes = [(inputs, hidden), (hidden, hidden), (hidden, 1)]
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.randn(members, i, o) / i**0.5) for i, o in shapes)  # fmt: skip
-        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(members, 1, o)) for _, o in shapes)
-
-    def members(self, features: Tensor) -> Tensor:
-        """(members, N): each member's prediction for (N, inputs) features, or for its own
-        (members, N, inputs)."""
-        x = ((features - self.mean) / self.scale).expand(len(self.weights[0]), -1, -1)
-        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(bias, x, weight)
-            if layer < len(self.weights) - 1:
-                x = nn.functional.silu(x)
-        return x[..., 0]
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.members(features).mean(dim=0)
-
-
 class Boost(NamedTuple):
     """A region model and how it is used: ``kappa`` scales its predictions, ``caution`` how
     many of its members' standard deviations are taken off their mean (:func:`predicted`),
     ``steepness`` how fast the boost may rise (:func:`region_rates`)."""
 
-    net: BoostNet
+    net: Ensemble
     kappa: float
     steepness: float
     caution: float = 0.0
@@ -187,7 +160,7 @@ def load_boost(path: str | Path | None = None) -> Boost:
     state, metadata = read_weights(file)
     try:
         config = json.loads(metadata["config"])
-        net = BoostNet(config["members"], config["hidden"]).double()
+        net = Ensemble(config["members"], config["hidden"], len(FEATURES)).double()
         net.load_state_dict({k: v.double() for k, v in state.items()})
         loaded = Boost(net.eval(), float(config["kappa"]), float(config["steepness"]),
                        float(config["caution"]))
