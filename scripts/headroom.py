@@ -50,7 +50,9 @@ explain a third of the variance of the regions' best boosts on validation (R² 0
 400-view table, scripts/highlight_regions.py), and CurveNet learnt the scenes rather than
 the curves when it saw them (docs/models.md). The true zones (every clipped pixel right)
 would give more than the best boosts, so the shape of the boost within a region, not only
-its height, holds error back.
+its height, holds error back. A learnt per-photo correction of the curve, after the best
+curve's headroom (most of it in the shadows), gained on validation but not on the held-out
+views: scripts/curve_refine.py.
 """
 
 from __future__ import annotations
