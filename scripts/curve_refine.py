@@ -4,12 +4,11 @@ how much light each level stands for.
     python scripts/curve_refine.py [--pixels brightest|channel] [--white zero|free|off]
         [--train 2400] [--cache runs/highlights] [--test]
 
-Why. scripts/headroom.py's ``best curve`` oracle leaves +2.5 … +3.4 dB over the default; by
-level band (the oracle's per-level truth put in at those levels only, the boost's result
-elsewhere; a throwaway run of headroom's function, 2026-12-07), held-out PNG / JPEG all views:
-levels 0–127 +4.03 / +3.57, 128–179 +2.65 / +2.44, 180–229 +2.72 / +2.49, 230–254 +2.61 /
-+2.61, against the default's +2.33 / +2.11: most of it in the shadows of the roll-off and
-"other" cameras (filmic toes, log profiles, gamma), where the hybrid curve reads sRGB.
+Why. scripts/headroom.py's ``best curve`` oracle leaves +2.5 … +3.4 dB over the default, most
+of it in the shadows (its rows ``best curve <128`` and ``best curve ≥230``, the oracle at those
+levels only, held-out PNG / JPEG all views: +4.03 / +3.57 and +2.61 / +2.61, against the
+default's +2.33 / +2.11), of the roll-off and "other" cameras (filmic toes, log profiles,
+gamma), where the hybrid curve reads sRGB.
 
 What. A small ensemble of perceptrons (:class:`hdrsyn.ensemble.Ensemble`, 5 members on their
 own halves of the views) maps what a photo shows of its curve (:func:`photo_features`:
