@@ -99,7 +99,7 @@ from highlight_regions import (  # scripts/: the views and the rule
     LOSS,
     LOSS_SHARE,
     collected,
-    group_means,
+    judged,
     kept,
     summary,
 )
@@ -298,12 +298,7 @@ def main() -> None:
             print(f"validation {f:4s} κ {kappa:.2f} caution {caution:.1f}  "
                   f"{summary(table[f][i], validation[f]['group'])}  worst "
                   f"{(table[f][i] - table[f][0]).min():+.2f}", flush=True)  # fmt: skip
-        mean = float(np.mean(np.concatenate([table[f][i] for f in formats])))
-        share = float(np.mean(np.concatenate([table[f][i] - table[f][0] < -LOSS
-                                              for f in formats])))  # fmt: skip
-        means = {f: np.array([group_means(table[f][j], validation[f]["group"])[:-1]
-                              for j in (0, i)]) for f in formats}  # fmt: skip
-        groups_hold = all(np.all(m[1] >= m[0]) for m in means.values())
+        mean, share, groups_hold = judged(table, validation, i)
         print(f"validation all views, κ {kappa:.2f} caution {caution:.1f}: mean {mean:+.4f}, "
               f"{share:.1%} lose over {LOSS} dB, {'no' if groups_hold else 'a'} group loses",
               flush=True)  # fmt: skip

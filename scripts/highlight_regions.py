@@ -330,6 +330,21 @@ def group_means(gain: np.ndarray, groups: np.ndarray) -> list[float]:
     return [float(gain[groups == g].mean() if g != "all" else gain.mean()) for g in GROUPS]
 
 
+def judged(table: dict[str, np.ndarray], validation: dict[str, dict],
+           row: int) -> tuple[float, float, bool]:  # fmt: skip
+    """The rule's view of setting ``row`` of ``table`` (per format: settings × views, row 0
+    without the model): the mean gain over all validation views of every format, the share
+    that lose over :data:`LOSS` dB to row 0, and whether every curve group of every format
+    gains at least as much as in row 0."""
+    formats = list(table)
+    mean = float(np.mean(np.concatenate([table[f][row] for f in formats])))
+    share = float(np.mean(np.concatenate([table[f][row] - table[f][0] < -LOSS
+                                          for f in formats])))  # fmt: skip
+    means = {f: np.array([group_means(table[f][j], validation[f]["group"])[:-1]
+                          for j in (0, row)]) for f in formats}  # without, with
+    return mean, share, all(np.all(m[1] >= m[0]) for m in means.values())
+
+
 def summary(gain: np.ndarray, groups: np.ndarray) -> str:
     """Mean gain by curve group."""
     means = group_means(gain, groups)
@@ -365,12 +380,7 @@ def main() -> None:
                 print(f"validation {f:4s} steepness {steepness} κ {kappa:.1f} caution "
                       f"{caution:.2f}  {summary(table[f][i], validation[f]['group'])}  worst "
                       f"{(table[f][i] - table[f][0]).min():+.2f}", flush=True)  # fmt: skip
-            mean = float(np.mean(np.concatenate([table[f][i] for f in formats])))
-            losses = [table[f][i] - table[f][0] < -LOSS for f in formats]
-            share = float(np.mean(np.concatenate(losses)))
-            means = {f: np.array([group_means(table[f][j], validation[f]["group"])[:-1]
-                                  for j in (0, i)]) for f in formats}  # without, with
-            groups_hold = all(np.all(m[1] >= m[0]) for m in means.values())
+            mean, share, groups_hold = judged(table, validation, i)
             print(f"validation all views, steepness {steepness} κ {kappa:.1f} caution "
                   f"{caution:.2f}: mean {mean:+.4f}, {share:.1%} lose over {LOSS} dB, "
                   f"{'no' if groups_hold else 'a'} group loses", flush=True)  # fmt: skip
