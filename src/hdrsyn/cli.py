@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                              default=True,
                              help="raise each clipped region by the brightness a small model "
                              "predicts it lost (default; --no-highlights leaves clipped "
-                             "regions a fraction of a stop above white): a gain on average "
-                             "for every kind of camera on validation and held-out photos, "
-                             "though a few lose (docs/results.md)")  # fmt: skip
+                             "regions a fraction of a stop above white): a small gain on "
+                             "average for every kind of camera on photos of scenes it never "
+                             "saw, though a few lose (docs/results.md)")  # fmt: skip
     reconstruct.add_argument("--key", type=POSITIVE, default=0.18,
                              help="key of the --preview tone mapping (default 0.18; lower "
                              "for night scenes)")  # fmt: skip
