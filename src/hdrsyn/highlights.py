@@ -9,7 +9,10 @@ lifts it, how much of the photo clips). A small ensemble of perceptrons
 (:class:`~hdrsyn.ensemble.Ensemble`, trained by ``scripts/highlight_regions.py`` on views of
 the training scenes only, to the best PU21-PSNR of each view, each member on its own half of
 the views) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
-that a region unlike most of the training's gets less (:func:`predicted`). The reconstruction
+that a region unlike most of the training's gets less (:func:`predicted`). How strongly it is
+used was chosen by how it did on training scenes it was not fitted on (the script's
+scene-grouped cross-validation): gently, since the features tell a lamp from a sky barely
+above white poorly. The reconstruction
 is raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
 the caution and the steepness below are stored with the weights. From the zone's edge inwards
 the boost may rise by :data:`RATE` per pixel of the analysis copy or, where that is faster, by
