@@ -55,7 +55,7 @@ region predictor delivers +0.41 / +0.28 dB of the best boosts' +2.12 / +2.28 ove
 the held-out views, and +0.21 / +0.11 of +2.14 / +2.33 on validation: it is set gently because
 on training scenes it was not fitted on, stronger settings lost as often as they gained
 (scripts/highlight_regions.py, where each region's best boost would give those views +2.06 dB
-and the predictor +0.11). The region features explain a third of the variance of the regions'
+and the predictor +0.13). The region features explain a third of the variance of the regions'
 best boosts even on views of the training scenes (R² 0.34, the 400-view table). The true zones
 (every clipped pixel right) would give more than the best boosts, so the shape of the boost
 within a region, not only its height, holds error back too: letting each region's boost also

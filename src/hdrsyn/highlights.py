@@ -11,7 +11,7 @@ the training scenes only, to the best PU21-PSNR of each view, each member on its
 the views) maps them to a boost (ln): the members' mean less ``caution`` times their spread, so
 that a region unlike most of the training's gets less (:func:`predicted`). How strongly it is
 used was chosen by how it did on training scenes it was not fitted on (the script's
-scene-grouped cross-validation): gently, since the features tell a lamp from a sky barely
+leave-one-scene-out cross-validation): gently, since the features tell a lamp from a sky barely
 above white poorly. The reconstruction
 is raised by κ times that over the region and the bright pixels around it (:func:`zones`); κ,
 the caution and the steepness below are stored with the weights. From the zone's edge inwards
