@@ -96,11 +96,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from highlight_regions import (  # scripts/: the views and the rule
-    LOSS,
     LOSS_SHARE,
     collected,
-    judged,
     kept,
+    reported,
     summary,
 )
 from safetensors.torch import save_file
@@ -294,14 +293,8 @@ def main() -> None:
                       net, settings, *variant) for f in formats}  # fmt: skip
     best, score = None, -np.inf
     for i, (kappa, caution) in enumerate([(0.0, 0.0)] + settings):
-        for f in formats:
-            print(f"validation {f:4s} κ {kappa:.2f} caution {caution:.1f}  "
-                  f"{summary(table[f][i], validation[f]['group'])}  worst "
-                  f"{(table[f][i] - table[f][0]).min():+.2f}", flush=True)  # fmt: skip
-        mean, share, groups_hold = judged(table, validation, i)
-        print(f"validation all views, κ {kappa:.2f} caution {caution:.1f}: mean {mean:+.4f}, "
-              f"{share:.1%} lose over {LOSS} dB, {'no' if groups_hold else 'a'} group loses",
-              flush=True)  # fmt: skip
+        mean, share, groups_hold = reported(table, validation, i,
+                                            f"κ {kappa:.2f} caution {caution:.1f}")
         if i and share <= LOSS_SHARE and groups_hold and mean > score:
             best, score = (kappa, caution), mean
     if best is None:

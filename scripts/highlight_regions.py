@@ -245,6 +245,11 @@ def kept(file: Path, make) -> dict[str, np.ndarray]:
     return {k: data[k] for k in data.files}
 
 
+def view_file(which: str, photo_format: str, length: int, cache: Path) -> Path:
+    """Where :func:`collected` keeps a view set."""
+    return cache / f"{which}-{photo_format}-{length}.npz"
+
+
 def collected(model, which: str, photo_format: str, length: int, cache: Path) -> dict:
     """Photos, aligned reconstructions, truths and curve groups of a view set (cached)."""
 
@@ -261,13 +266,13 @@ def collected(model, which: str, photo_format: str, length: int, cache: Path) ->
                 columns["group"].append(item["curve_group"])
         return {k: np.stack(v) for k, v in columns.items()}
 
-    return kept(cache / f"{which}-{photo_format}-{length}.npz", make)
+    return kept(view_file(which, photo_format, length, cache), make)
 
 
 def view_groups(model, which: str, photo_format: str, length: int, cache: Path) -> np.ndarray:
     """The curve group of each view of a view set (:func:`collected`), without loading its
     images where they are cached."""
-    file = cache / f"{which}-{photo_format}-{length}.npz"
+    file = view_file(which, photo_format, length, cache)
     return np.load(file)["group"] if file.exists() else collected(model, which, photo_format,
                                                                    length, cache)["group"]
 
@@ -418,8 +423,9 @@ def cross_validated(sets: list[dict], scenes: int, members: int, hidden: int,
         net = fit([subset(r, ~held) for r, held in zip(sets, parts, strict=True)], members, hidden,
                   weight_decay=weight_decay)  # fmt: skip
         for regions, held, gain in zip(sets, parts, out, strict=True):
+            left_out = subset(regions, held)
             for i, (kappa, caution) in enumerate(settings):
-                gain[i, held] = table_gains(net, subset(regions, held), kappa, caution)
+                gain[i, held] = table_gains(net, left_out, kappa, caution)
     return out
 
 
@@ -469,6 +475,19 @@ def judged_unseen(unseen: list[np.ndarray], groups: list[np.ndarray],
     return float(gains.mean()), float((gains < -LOSS).mean()), every_group
 
 
+def reported(table: dict[str, np.ndarray], validation: dict[str, dict], row: int,
+             label: str) -> tuple[float, float, bool]:  # fmt: skip
+    """Print setting ``row`` of ``table`` (as :func:`judged`) on the validation views, each
+    format's groups and then all views, after ``label``; returns :func:`judged`'s numbers."""
+    for f in table:
+        print(f"validation {f:4s} {label}  {summary(table[f][row], validation[f]['group'])}  "
+              f"worst {(table[f][row] - table[f][0]).min():+.2f}", flush=True)  # fmt: skip
+    mean, share, groups_hold = judged(table, validation, row)
+    print(f"validation all views, {label}: mean {mean:+.4f}, {share:.1%} lose over {LOSS} dB, "
+          f"{'no' if groups_hold else 'a'} group loses", flush=True)  # fmt: skip
+    return mean, share, groups_hold
+
+
 def summary(gain: np.ndarray, groups: np.ndarray) -> str:
     """Mean gain by curve group."""
     means = group_means(gain, groups)
@@ -505,14 +524,8 @@ def main() -> None:
         net = fit(train, args.members, args.hidden, weight_decay=args.weight_decay)
         table = {f: gains(validation[f], Boost(net, 1.0, steepness), settings) for f in formats}
         for i, (kappa, caution) in enumerate([(0.0, 0.0)] + settings):
-            for f in formats:
-                print(f"validation {f:4s} steepness {steepness} κ {kappa:.1f} caution "
-                      f"{caution:.2f}  {summary(table[f][i], validation[f]['group'])}  worst "
-                      f"{(table[f][i] - table[f][0]).min():+.2f}", flush=True)  # fmt: skip
-            mean, share, groups_hold = judged(table, validation, i)
-            print(f"validation all views, steepness {steepness} κ {kappa:.1f} caution "
-                  f"{caution:.2f}: mean {mean:+.4f}, {share:.1%} lose over {LOSS} dB, "
-                  f"{'no' if groups_hold else 'a'} group loses", flush=True)  # fmt: skip
+            _, share, _ = reported(table, validation, i,
+                                   f"steepness {steepness} κ {kappa:.1f} caution {caution:.2f}")
             if i == 0:
                 continue
             cv_mean, cv_share, cv_groups = judged_unseen(unseen, groups, i - 1)
