@@ -387,19 +387,11 @@ def fit(sets: list[dict], members: int, hidden: int, steps: int = 1000, seed: in
     net.mean.copy_(x.mean(dim=0))
     net.scale.copy_(x.std(dim=0) + 1e-6)
     optimiser = torch.optim.AdamW(net.parameters(), 1e-2, weight_decay=weight_decay)
-    step_size = float(GRID[1] - GRID[0])
     for _ in tqdm(range(steps), desc="fit", leave=False):
         batch = torch.rand(len(wholes), generator=generator) < BATCH_SHARE
         rows = batch[views]
         raw = net.members(x[rows])  # (members, regions of the batch)
-        boost = raw.clamp(0, float(GRID[-1]))
-        position = boost / step_size
-        low = position.floor().clamp(max=len(GRID) - 2).long()
-        fraction = (position - low).double()
-        table = errors[rows].expand(members, -1, -1)
-        below = table.gather(2, low[..., None])[..., 0]
-        above = table.gather(2, low[..., None] + 1)[..., 0]
-        change = below + fraction * (above - below) - table[0, :, 0]
+        change = table_change(errors[rows], raw)
         total = wholes.expand(members, -1).index_add(1, views[rows], change)
         log_error = torch.log10(total.clamp_min(1e-12) / sizes)
         weight = chosen & batch
@@ -417,12 +409,21 @@ def table_gains(net: Ensemble, regions: dict, kappa: float, caution: float) -> n
     caution as :func:`hdrsyn.highlights.predicted`), read from the regions' error tables
     (each region on its own, without the softening: what :func:`fit` optimises)."""
     boost = predicted(Boost(net, kappa, 0.0, caution), regions["features"])
-    position = np.clip(boost, 0, GRID[-1]) / (GRID[1] - GRID[0])
-    low = np.minimum(np.floor(position).astype(np.int64), len(GRID) - 2)
-    errors, rows = regions["errors"], np.arange(len(boost))
-    change = (errors[rows, low] + (position - low) * (errors[rows, low + 1] - errors[rows, low])
-              - errors[:, 0])  # fmt: skip
-    return view_gains(regions, change)
+    change = table_change(torch.from_numpy(regions["errors"]), torch.from_numpy(boost))
+    return view_gains(regions, change.numpy())
+
+
+def table_change(errors: torch.Tensor, boost: torch.Tensor) -> torch.Tensor:
+    """How each region's error changes when it is raised by ``boost`` (ln; (..., regions),
+    clamped to :data:`GRID`'s range), read from its table ``errors`` (regions, len(GRID)) by
+    linear interpolation; float64, differentiable in ``boost`` (what :func:`fit` optimises)."""
+    position = boost.clamp(0, float(GRID[-1])) / float(GRID[1] - GRID[0])
+    low = position.detach().floor().clamp(max=len(GRID) - 2).long()
+    fraction = (position - low).double()
+    table = errors.expand(*boost.shape, -1)
+    below = table.gather(-1, low[..., None])[..., 0]
+    above = table.gather(-1, low[..., None] + 1)[..., 0]
+    return below + fraction * (above - below) - errors[:, 0]
 
 
 def oracle_gains(regions: dict) -> np.ndarray:
