@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from highlight_regions import collected, regions_of
+from highlight_regions import collected, oracle_gains, regions_of
 from highlight_regions import summary as by_group
 
 from hdrsyn import load_model
@@ -105,10 +105,9 @@ def best_curve(photo: np.ndarray, truth: np.ndarray, radiance: np.ndarray) -> np
 def view_gains(data: dict, steepness: float) -> np.ndarray:
     """(len(ROWS), views): each row's PU21-PSNR gain over the linearised photo."""
     regions = regions_of(data, steepness)
-    best = regions["whole"] - np.bincount(regions["view"], regions["errors"][:, 0] -
-                                          regions["errors"].min(axis=1),
-                                          len(regions["whole"]))  # fmt: skip
-    best_psnr = 10 * np.log10(pu21_peak() ** 2 / (best / regions["size"]))
+    # each region at its best boost: the PSNR without a boost plus the oracle's gain
+    best_psnr = (10 * np.log10(pu21_peak() ** 2 / (regions["whole"] / regions["size"]))
+                 + oracle_gains(regions))  # fmt: skip
     rows = []
     for view, (photo, recon, truth) in enumerate(zip(data["photo"], data["recon"],
                                                      data["truth"], strict=True)):  # fmt: skip
